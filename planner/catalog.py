@@ -1,0 +1,591 @@
+"""The shipped catalogs: models, runtimes, GPUs and quantization formats, validated on load.
+
+Every error names the file, the entry and the field: `models.yaml: models[12] (gemma-2-9b):
+'kv_heads' must be an integer`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CatalogError
+
+LICENCE_CLASSES = ("yes", "conditional", "no", "unknown")
+PERMISSIVE_LICENCES = ("apache-2.0", "mit", "bsd-3-clause")
+ATTENTION_KINDS = ("full", "sliding", "mla")
+ARTIFACT_FORMATS = ("gguf", "ollama", "safetensors", "awq", "gptq", "mlx")
+USE_CASES = ("chat", "code", "reasoning", "multilingual", "long-context", "edge", "vision")
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mla:
+    kv_lora_rank: int
+    qk_rope_head_dim: int
+    q_lora_rank: int | None = None
+    qk_nope_head_dim: int | None = None
+    v_head_dim: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Moe:
+    experts: int
+    experts_per_token: int
+    expert_intermediate_size: int
+    shared_experts: int = 0
+    dense_layers: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Architecture:
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tied_embeddings: bool
+    attention: str = "full"
+    sliding_window: int | None = None
+    global_every: int | None = None  # every Nth layer is global; None = all layers sliding
+    mla: Mla | None = None
+    moe: Moe | None = None
+    extra_params: int = 0
+    qkv_bias: bool = False
+
+    @property
+    def sliding_layers(self) -> int:
+        if self.attention != "sliding" or not self.sliding_window:
+            return 0
+        if not self.global_every:
+            return self.layers
+        return self.layers - self.layers // self.global_every
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "layers": self.layers, "hidden_size": self.hidden_size,
+            "attention_heads": self.attention_heads, "kv_heads": self.kv_heads, "head_dim": self.head_dim,
+            "intermediate_size": self.intermediate_size, "vocab_size": self.vocab_size,
+            "tied_embeddings": self.tied_embeddings, "attention": self.attention,
+        }
+        if self.sliding_window:
+            d["sliding_window"] = self.sliding_window
+            d["global_every"] = self.global_every
+        if self.mla:
+            d["mla"] = {k: getattr(self.mla, k) for k in Mla.__slots__ if getattr(self.mla, k) is not None}
+        if self.moe:
+            d["moe"] = {k: getattr(self.moe, k) for k in Moe.__slots__}
+        if self.extra_params:
+            d["extra_params"] = self.extra_params
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Licence:
+    id: str
+    name: str
+    commercial: str  # yes | conditional | no | unknown
+    conditions: str | None = None
+    url: str | None = None
+
+    @property
+    def permissive(self) -> bool:
+        return self.id in PERMISSIVE_LICENCES and self.commercial == "yes"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "commercial": self.commercial,
+                "conditions": self.conditions, "url": self.url}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Artifact:
+    format: str
+    quant: str
+    repo: str | None = None
+    file: str | None = None
+    size_bytes: int | None = None
+    tag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in Artifact.__slots__ if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quality:
+    benchmark: str
+    score: float
+    setting: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    id: str
+    name: str
+    family: str
+    hf_repo: str
+    params: int
+    context_length: int
+    arch: Architecture
+    licence: Licence
+    sources: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    base_repo: str | None = None
+    released: str | None = None
+    params_exact: bool = True
+    active_params: int | None = None
+    context_length_extended: int | None = None
+    quality: Quality | None = None
+    use_cases: tuple[str, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    unsourced: tuple[str, ...] = ()
+
+    @property
+    def is_moe(self) -> bool:
+        return self.arch.moe is not None
+
+    @property
+    def decode_params(self) -> int:
+        """Parameters read per generated token (MoE: the active ones)."""
+        return self.active_params or self.params
+
+    def quants(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for a in self.artifacts:
+            seen.setdefault(a.quant, None)
+        return tuple(seen)
+
+    def artifact(self, fmt: str, quant: str) -> Artifact | None:
+        for a in self.artifacts:
+            if a.format == fmt and a.quant.upper() == quant.upper():
+                return a
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id, "name": self.name, "family": self.family, "hf_repo": self.hf_repo,
+            "base_repo": self.base_repo, "aliases": list(self.aliases), "released": self.released,
+            "params": self.params, "params_exact": self.params_exact, "active_params": self.active_params,
+            "context_length": self.context_length,
+            "context_length_extended": self.context_length_extended,
+            "licence": self.licence.to_dict(),
+            "quality": None if self.quality is None else {
+                "benchmark": self.quality.benchmark, "score": self.quality.score,
+                "setting": self.quality.setting, "source": self.quality.source},
+            "use_cases": list(self.use_cases),
+            "quants": list(self.quants()),
+            "architecture": self.arch.to_dict(),
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "sources": list(self.sources),
+        }
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuantSpec:
+    """A quantization: bits per weight per tensor class, and the artifact formats that carry it."""
+
+    id: str
+    formats: tuple[str, ...]
+    bits: dict[str, float]  # tensor class -> bits per weight: attn, ffn, embed, output, norm, default
+    kind: str = "weight"  # weight | native (the model's own precision)
+    min_compute_capability: str | None = None
+    gguf: dict[str, Any] = field(default_factory=dict)  # tensor class -> ggml type or [base, rule, upgrade]
+    moe8: dict[str, str] = field(default_factory=dict)  # overrides for 8-expert models
+    sources: tuple[str, ...] = ()
+
+    def bpw(self, tensor_class: str) -> float:
+        return self.bits.get(tensor_class, self.bits["default"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuSpec:
+    id: str
+    name: str
+    vendor: str
+    kind: str
+    aliases: tuple[str, ...] = ()
+    driver_names: tuple[str, ...] = ()
+    memory_gib: float | None = None
+    memory_options_gib: tuple[float, ...] = ()
+    memory_type: str | None = None
+    bandwidth_gbps: float | None = None
+    compute_capability: str | None = None
+    bf16_tflops: float | None = None
+    fp8: bool = False
+    gpu_cores: int | None = None
+    sources: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "vendor": self.vendor, "kind": self.kind,
+            "aliases": list(self.aliases), "driver_names": list(self.driver_names),
+            "memory_gib": self.memory_gib, "memory_options_gib": list(self.memory_options_gib),
+            "memory_type": self.memory_type, "bandwidth_gbps": self.bandwidth_gbps,
+            "compute_capability": self.compute_capability, "bf16_tflops": self.bf16_tflops,
+            "fp8": self.fp8, "gpu_cores": self.gpu_cores, "sources": list(self.sources),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeSpec:
+    id: str
+    name: str
+    os: tuple[str, ...]
+    accelerators: dict[str, Any]  # cpu/nvidia/amd/apple -> true or {min_compute_capability: "7.5"}
+    formats: tuple[str, ...]
+    quants: tuple[str, ...]
+    kv_cache_types: dict[str, float]  # name -> bits per element
+    multi_gpu: str  # none | layer | tensor
+    partial_offload: bool
+    default_port: int | None
+    launch: dict[str, Any]
+    memory: dict[str, Any]
+    speed: dict[str, Any]
+    sources: tuple[str, ...]
+    quant_min_cc: dict[str, str] = field(default_factory=dict)
+    sliding_window_cache: bool = False  # allocates sliding-window layers at the window size
+    mla_cache: bool = True  # caches MLA's latent rather than expanded heads
+    install: str | None = None
+    notes: tuple[str, ...] = ()
+    rank: int = 0  # preference among equally good plans (lower first)
+
+    def supports_os(self, system: str) -> bool:
+        return system in self.os
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "os": list(self.os), "accelerators": self.accelerators,
+            "formats": list(self.formats), "quants": list(self.quants),
+            "quant_min_compute_capability": self.quant_min_cc,
+            "kv_cache_types": self.kv_cache_types, "multi_gpu": self.multi_gpu,
+            "partial_offload": self.partial_offload, "default_port": self.default_port,
+            "install": self.install, "notes": list(self.notes), "sources": list(self.sources),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    models: tuple[ModelSpec, ...]
+    runtimes: tuple[RuntimeSpec, ...]
+    gpus: tuple[GpuSpec, ...]
+    quants: dict[str, QuantSpec]
+    constants: dict[str, Any]
+
+    def model(self, model_id: str) -> ModelSpec:
+        for m in self.models:
+            if m.id == model_id:
+                return m
+        raise KeyError(model_id)
+
+    def runtime(self, runtime_id: str) -> RuntimeSpec:
+        for r in self.runtimes:
+            if r.id == runtime_id:
+                return r
+        raise KeyError(runtime_id)
+
+
+# ---------------------------------------------------------------- validation
+
+
+class _Entry:
+    """Typed access to one YAML mapping; every error names file, entry and field."""
+
+    def __init__(self, d: Any, where: str):
+        if not isinstance(d, dict):
+            raise CatalogError(f"{where}: must be a mapping")
+        self.d = d
+        self.where = where
+        self.used: set[str] = set()
+
+    def _err(self, key: str, why: str) -> CatalogError:
+        return CatalogError(f"{self.where}: '{key}' {why}")
+
+    def get(self, key: str, kind: type | tuple, required: bool = True, default: Any = None) -> Any:
+        self.used.add(key)
+        if key not in self.d or self.d[key] is None:
+            if required:
+                raise self._err(key, "is missing")
+            return default
+        v = self.d[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if isinstance(v, bool) and bool not in kinds:
+            raise self._err(key, f"must be {_names(kinds)}, not {v!r}")
+        if str in kinds and not isinstance(v, str) and isinstance(v, (int, float)) and \
+                not isinstance(v, bool) and key in ("released",):
+            v = str(v)
+        if not isinstance(v, kinds):
+            if str in kinds and hasattr(v, "isoformat"):  # YAML dates
+                return v.isoformat()
+            raise self._err(key, f"must be {_names(kinds)}, not {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            raise self._err(key, f"must not be negative ({v})")
+        return v
+
+    def positive(self, key: str, required: bool = True) -> int | None:
+        v = self.get(key, int, required)
+        if v is not None and v <= 0:
+            raise self._err(key, f"must be positive ({v})")
+        return v
+
+    def strings(self, key: str, required: bool = False) -> tuple[str, ...]:
+        v = self.get(key, list, required, default=[])
+        for item in v:
+            if not isinstance(item, (str, int, float)):
+                raise self._err(key, f"must be a list of strings, not {item!r}")
+        return tuple(str(x) for x in v)
+
+    def choice(self, key: str, choices: tuple[str, ...], required: bool = True, default: Any = None) -> Any:
+        v = self.get(key, str, required, default)
+        if v is not None and v not in choices:
+            raise self._err(key, f"must be one of {', '.join(choices)}, not {v!r}")
+        return v
+
+    def sub(self, key: str, required: bool = True) -> "_Entry | None":
+        v = self.get(key, dict, required)
+        return None if v is None else _Entry(v, f"{self.where}.{key}")
+
+    def done(self, allowed_extra: tuple[str, ...] = ()) -> None:
+        unknown = sorted(set(self.d) - self.used - set(allowed_extra))
+        if unknown:
+            raise CatalogError(f"{self.where}: unknown field '{unknown[0]}'",
+                               hint="check the spelling against the other entries")
+
+
+def _names(kinds: tuple) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", float: "a number",
+             list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _model(raw: Any, where: str) -> ModelSpec:
+    e = _Entry(raw, where)
+    mid = e.get("id", str)
+    e.where = f"{where} ({mid})"
+    a = e.sub("architecture")
+    attention = a.choice("attention", ATTENTION_KINDS, required=False, default="full")
+    mla = moe = None
+    if (m := a.sub("mla", required=False)) is not None:
+        mla = Mla(kv_lora_rank=m.positive("kv_lora_rank"), qk_rope_head_dim=m.positive("qk_rope_head_dim"),
+                  q_lora_rank=m.get("q_lora_rank", int, False), qk_nope_head_dim=m.get("qk_nope_head_dim", int, False),
+                  v_head_dim=m.get("v_head_dim", int, False))
+        m.done()
+    if (m := a.sub("moe", required=False)) is not None:
+        moe = Moe(experts=m.positive("experts"), experts_per_token=m.positive("experts_per_token"),
+                  expert_intermediate_size=m.positive("expert_intermediate_size"),
+                  shared_experts=m.get("shared_experts", int, False, 0),
+                  dense_layers=m.get("dense_layers", int, False, 0))
+        m.done()
+    arch = Architecture(
+        layers=a.positive("layers"), hidden_size=a.positive("hidden_size"),
+        attention_heads=a.positive("attention_heads"), kv_heads=a.positive("kv_heads"),
+        head_dim=a.positive("head_dim"), intermediate_size=a.positive("intermediate_size"),
+        vocab_size=a.positive("vocab_size"), tied_embeddings=a.get("tied_embeddings", bool),
+        attention=attention, sliding_window=a.get("sliding_window", int, False),
+        global_every=a.get("global_every", int, False), mla=mla, moe=moe,
+        extra_params=a.get("extra_params", int, False, 0), qkv_bias=a.get("qkv_bias", bool, False, False))
+    a.done()
+    if arch.attention == "mla" and arch.mla is None:
+        raise CatalogError(f"{e.where}.architecture: attention 'mla' needs the 'mla' ranks")
+    if arch.attention == "sliding" and not arch.sliding_window:
+        raise CatalogError(f"{e.where}.architecture: attention 'sliding' needs 'sliding_window'")
+    lic = e.sub("licence")
+    licence = Licence(id=lic.get("id", str), name=lic.get("name", str),
+                      commercial=lic.choice("commercial", LICENCE_CLASSES),
+                      conditions=lic.get("conditions", str, False), url=lic.get("url", str, False))
+    lic.done()
+    quality = None
+    if (q := e.sub("quality", required=False)) is not None:
+        quality = Quality(benchmark=q.get("benchmark", str), score=q.get("score", float),
+                          setting=q.get("setting", str, False), source=q.get("source", str, False))
+        q.done()
+    artifacts = []
+    for i, raw_a in enumerate(e.get("artifacts", list, False, [])):
+        ae = _Entry(raw_a, f"{e.where}.artifacts[{i}]")
+        art = Artifact(format=ae.choice("format", ARTIFACT_FORMATS), quant=str(ae.get("quant", (str, int))),
+                       repo=ae.get("repo", str, False), file=ae.get("file", str, False),
+                       size_bytes=ae.positive("size_bytes", False), tag=ae.get("tag", str, False))
+        ae.done()
+        if art.format == "ollama" and not art.tag:
+            raise CatalogError(f"{ae.where}: an ollama artifact needs 'tag'")
+        if art.format != "ollama" and not art.repo:
+            raise CatalogError(f"{ae.where}: a {art.format} artifact needs 'repo'")
+        artifacts.append(art)
+    use_cases = e.strings("use_cases")
+    for u in use_cases:
+        if u not in USE_CASES:
+            raise CatalogError(f"{e.where}: use case {u!r} is not one of {', '.join(USE_CASES)}")
+    sources = e.strings("sources", required=True)
+    if not sources:
+        raise CatalogError(f"{e.where}: 'sources' must not be empty")
+    spec = ModelSpec(
+        id=mid, name=e.get("name", str), family=e.get("family", str), hf_repo=e.get("hf_repo", str),
+        base_repo=e.get("base_repo", str, False), aliases=e.strings("aliases"),
+        released=e.get("released", str, False), params=e.positive("params"),
+        params_exact=e.get("params_exact", bool, False, True), active_params=e.positive("active_params", False),
+        context_length=e.positive("context_length"),
+        context_length_extended=e.positive("context_length_extended", False),
+        arch=arch, licence=licence, quality=quality, use_cases=use_cases, artifacts=tuple(artifacts),
+        sources=sources, unsourced=e.strings("unsourced"))
+    e.done(allowed_extra=("notes",))
+    return spec
+
+
+def _gpu(raw: Any, where: str) -> GpuSpec:
+    e = _Entry(raw, where)
+    gid = e.get("id", str)
+    e.where = f"{where} ({gid})"
+    cc = e.get("compute_capability", (str, float), False)
+    spec = GpuSpec(
+        id=gid, name=e.get("name", str), vendor=e.choice("vendor", ("nvidia", "amd", "apple", "intel")),
+        kind=e.choice("kind", ("desktop", "laptop", "datacenter", "apple", "workstation")),
+        aliases=e.strings("aliases"), driver_names=e.strings("driver_names"),
+        memory_gib=e.get("memory_gib", float, False),
+        memory_options_gib=tuple(float(x) for x in e.get("memory_options_gib", list, False, [])),
+        memory_type=e.get("memory_type", str, False), bandwidth_gbps=e.get("bandwidth_gbps", float, False),
+        compute_capability=None if cc is None else str(cc), bf16_tflops=e.get("bf16_tflops", float, False),
+        fp8=e.get("fp8", bool, False, False), gpu_cores=e.get("gpu_cores", int, False),
+        sources=e.strings("sources", required=True))
+    e.done(allowed_extra=("tflops_note", "unsourced", "notes"))
+    if spec.memory_gib is None and not spec.memory_options_gib:
+        raise CatalogError(f"{e.where}: needs 'memory_gib' or 'memory_options_gib'")
+    if not spec.sources:
+        raise CatalogError(f"{e.where}: 'sources' must not be empty")
+    return spec
+
+
+def _runtime(raw: Any, where: str) -> RuntimeSpec:
+    e = _Entry(raw, where)
+    rid = e.get("id", str)
+    e.where = f"{where} ({rid})"
+    kv = e.get("kv_cache_types", dict)
+    for k, v in kv.items():
+        if not isinstance(v, (int, float)) or v <= 0:
+            raise CatalogError(f"{e.where}: kv_cache_types.{k} must be a positive number of bits")
+    spec = RuntimeSpec(
+        id=rid, name=e.get("name", str), os=e.strings("os", True), accelerators=e.get("accelerators", dict),
+        formats=e.strings("formats", True), quants=e.strings("quants", True),
+        kv_cache_types={str(k): float(v) for k, v in kv.items()},
+        multi_gpu=e.choice("multi_gpu", ("none", "layer", "tensor")),
+        partial_offload=e.get("partial_offload", bool), default_port=e.get("default_port", int, False),
+        launch=e.get("launch", dict), memory=e.get("memory", dict), speed=e.get("speed", dict, False, {}),
+        quant_min_cc={str(k): str(v) for k, v in e.get("quant_min_compute_capability", dict, False, {}).items()},
+        sliding_window_cache=e.get("sliding_window_cache", bool, False, False),
+        mla_cache=e.get("mla_cache", bool, False, True),
+        install=e.get("install", str, False), notes=e.strings("notes"), rank=e.get("rank", int, False, 0),
+        sources=e.strings("sources", required=True))
+    e.done()
+    return spec
+
+
+def _quant(raw: Any, where: str) -> QuantSpec:
+    e = _Entry(raw, where)
+    qid = str(e.get("id", (str, int)))
+    e.where = f"{where} ({qid})"
+    bits = e.get("bits", dict)
+    if "default" not in bits:
+        raise CatalogError(f"{e.where}: 'bits' needs a 'default' entry")
+    for k, v in bits.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+            raise CatalogError(f"{e.where}: bits.{k} must be a positive number")
+    cc = e.get("min_compute_capability", (str, float), False)
+    spec = QuantSpec(id=qid, formats=e.strings("formats", True), bits={k: float(v) for k, v in bits.items()},
+                     kind=e.choice("kind", ("weight", "native"), False, "weight"),
+                     min_compute_capability=None if cc is None else str(cc),
+                     gguf=e.get("gguf", dict, False, {}), moe8=e.get("moe8", dict, False, {}),
+                     sources=e.strings("sources", required=True))
+    e.done(allowed_extra=("notes",))
+    return spec
+
+
+# ---------------------------------------------------------------- loading
+
+
+def data_dir() -> Path:
+    """The shipped data: inside the installed package, or the checkout's top-level data/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "data", here.parent / "data"):
+        if (candidate / "models.yaml").is_file():
+            return candidate
+    raise CatalogError("the shipped catalog (models.yaml) was not found",
+                       hint="reinstall plan-deploy: pip install .")
+
+
+def _load_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise CatalogError(f"cannot read {path.name}: {e.strerror or e}") from None
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise CatalogError(f"{path.name}: not valid YAML{where}: {getattr(e, 'problem', '') or e}") from None
+
+
+def _list(doc: Any, key: str, fname: str) -> list:
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+        raise CatalogError(f"{fname}: expected a top-level '{key}:' list")
+    return doc[key]
+
+
+def load(directory: Path | str | None = None) -> Catalog:
+    """Load and validate the four catalogs; cached per directory."""
+    return _load_cached(str(directory) if directory is not None else str(data_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(directory: str) -> Catalog:
+    d = Path(directory)
+    mdoc = _load_yaml(d / "models.yaml")
+    models = tuple(_model(m, f"models.yaml: models[{i}]") for i, m in enumerate(_list(mdoc, "models", "models.yaml")))
+    rdoc = _load_yaml(d / "runtimes.yaml")
+    runtimes = tuple(_runtime(r, f"runtimes.yaml: runtimes[{i}]")
+                     for i, r in enumerate(_list(rdoc, "runtimes", "runtimes.yaml")))
+    gdoc = _load_yaml(d / "gpus.yaml")
+    gpus = tuple(_gpu(g, f"gpus.yaml: gpus[{i}]") for i, g in enumerate(_list(gdoc, "gpus", "gpus.yaml")))
+    qdoc = _load_yaml(d / "quants.yaml")
+    quants = {}
+    for i, q in enumerate(_list(qdoc, "quants", "quants.yaml")):
+        spec = _quant(q, f"quants.yaml: quants[{i}]")
+        quants[spec.id.upper()] = spec
+    constants = dict(qdoc.get("constants", {}) if isinstance(qdoc, dict) else {})
+    cdoc = _load_yaml(d / "constants.yaml")
+    if not isinstance(cdoc, dict):
+        raise CatalogError("constants.yaml: expected a mapping")
+    constants.update(cdoc)
+    cat = Catalog(models=models, runtimes=runtimes, gpus=gpus, quants=quants, constants=constants)
+    _check_unique(cat)
+    return cat
+
+
+def _check_unique(cat: Catalog) -> None:
+    seen: dict[str, str] = {}
+    for m in cat.models:
+        for name in (m.id, *m.aliases):
+            key = name.lower()
+            if key in seen and seen[key] != m.id:
+                raise CatalogError(f"models.yaml: {name!r} names both {seen[key]} and {m.id}")
+            seen[key] = m.id
+        for a in m.artifacts:
+            if a.format != "ollama" and a.quant.upper() not in cat.quants:
+                raise CatalogError(f"models.yaml: {m.id}: artifact quant {a.quant!r} is not in quants.yaml")
+    ids = [r.id for r in cat.runtimes]
+    if len(set(ids)) != len(ids):
+        raise CatalogError("runtimes.yaml: duplicate runtime id")
+    gids: set[str] = set()
+    for g in cat.gpus:
+        if g.id in gids:
+            raise CatalogError(f"gpus.yaml: duplicate id {g.id!r}")
+        gids.add(g.id)

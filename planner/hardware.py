@@ -1,0 +1,319 @@
+"""The machine schema (plan-deploy/machine/v1): Gpu, Cpu, Memory, Machine; reading and writing files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import MachineFileError
+
+SCHEMA = "plan-deploy/machine/v1"
+VENDORS = ("nvidia", "amd", "apple", "intel")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gpu:
+    index: int
+    vendor: str
+    name: str
+    memory_total_bytes: int
+    memory_free_bytes: int | None = None
+    memory_bandwidth_bytes_per_s: int | None = None
+    compute_capability: str | None = None
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    unified_memory: bool = False
+    # Extensions of the schema (optional everywhere):
+    memory_reserved_bytes: int | None = None  # NVML v2: the driver's reserve, inside total
+    pcie_generation: int | None = None
+    pcie_width: int | None = None
+    mig_instance: str | None = None  # e.g. "1g.10gb" when this entry is a MIG instance
+    catalog_id: str | None = None  # data/gpus.yaml id, when matched or hypothetical
+    bf16_tflops: float | None = None  # dense tensor throughput, from the GPU catalog
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "index": self.index,
+            "vendor": self.vendor,
+            "name": self.name,
+            "memory_total_bytes": self.memory_total_bytes,
+            "memory_free_bytes": self.memory_free_bytes,
+            "memory_bandwidth_bytes_per_s": self.memory_bandwidth_bytes_per_s,
+            "compute_capability": self.compute_capability,
+            "driver_version": self.driver_version,
+            "cuda_version": self.cuda_version,
+            "unified_memory": self.unified_memory,
+        }
+        for key in ("memory_reserved_bytes", "pcie_generation", "pcie_width", "mig_instance",
+                    "catalog_id", "bf16_tflops"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cpu:
+    model: str
+    arch: str
+    physical_cores: int
+    logical_cores: int
+    usable_cores: int
+    flags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "arch": self.arch,
+            "physical_cores": self.physical_cores,
+            "logical_cores": self.logical_cores,
+            "usable_cores": self.usable_cores,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Memory:
+    total_bytes: int
+    available_bytes: int
+    limit_bytes: int | None = None
+    bandwidth_bytes_per_s: int | None = None
+
+    @property
+    def usable_bytes(self) -> int:
+        """What a process may use: the container limit where it is below the host's RAM."""
+        if self.limit_bytes is not None and self.limit_bytes < self.total_bytes:
+            return self.limit_bytes
+        return self.total_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_bytes": self.total_bytes,
+            "available_bytes": self.available_bytes,
+            "limit_bytes": self.limit_bytes,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OsInfo:
+    system: str
+    release: str = ""
+    distro: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "release": self.release, "distro": self.distro}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Machine:
+    os: OsInfo
+    cpu: Cpu
+    memory: Memory
+    gpus: tuple[Gpu, ...] = ()
+    name: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"schema": SCHEMA}
+        if self.name is not None:
+            d["name"] = self.name
+        d["os"] = self.os.to_dict()
+        d["cpu"] = self.cpu.to_dict()
+        d["memory"] = self.memory.to_dict()
+        d["gpus"] = [g.to_dict() for g in self.gpus]
+        d["notes"] = list(self.notes)
+        return d
+
+    def with_notes(self, *notes: str) -> "Machine":
+        return replace(self, notes=self.notes + tuple(n for n in notes if n not in self.notes))
+
+
+# ---------------------------------------------------------------- reading a machine document
+
+
+class _Reader:
+    """Pulls typed fields out of a dict, naming the file and the field in every error."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, why: str) -> MachineFileError:
+        return MachineFileError(f"{self.source}: field '{path}' {why}",
+                                hint="see `plan-deploy probe --format yaml` for a complete example")
+
+    def section(self, d: Any, key: str, path: str) -> dict:
+        if not isinstance(d, dict) or key not in d:
+            raise self.fail(path, "is missing")
+        value = d[key]
+        if not isinstance(value, dict):
+            raise self.fail(path, "must be a mapping")
+        return value
+
+    def get(self, d: dict, key: str, path: str, kind: type | tuple, *, required: bool = True,
+            default: Any = None, minimum: int | None = 0) -> Any:
+        if key not in d or d[key] is None:
+            if required:
+                raise self.fail(path, "is missing")
+            return default
+        value = d[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(path, f"must be {_kind_name(kinds)}, not {value!r}")
+        if float in kinds and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise self.fail(path, f"must be {_kind_name(kinds)}, not {value!r}")
+        if minimum is not None and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value < minimum:
+            raise self.fail(path, f"must not be negative ({value})")
+        return value
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", float: "a number", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def machine_from_dict(doc: Any, source: str = "machine file") -> Machine:
+    """Build a Machine from a machine-schema document; optional fields may be left out."""
+    r = _Reader(source)
+    if not isinstance(doc, dict):
+        raise MachineFileError(f"{source}: expected a mapping in the machine schema ({SCHEMA})")
+    schema = doc.get("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise r.fail("schema", f"must be {SCHEMA!r}, not {schema!r}")
+    notes: list[str] = []
+    raw_notes = r.get(doc, "notes", "notes", list, required=False, default=[])
+    notes.extend(str(n) for n in raw_notes)
+
+    os_d = r.section(doc, "os", "os")
+    os_info = OsInfo(system=r.get(os_d, "system", "os.system", str),
+                     release=str(r.get(os_d, "release", "os.release", (str, int, float), required=False,
+                                       default="")),
+                     distro=r.get(os_d, "distro", "os.distro", str, required=False))
+
+    cpu_d = r.section(doc, "cpu", "cpu")
+    logical = r.get(cpu_d, "logical_cores", "cpu.logical_cores", int)
+    if logical < 1:
+        raise r.fail("cpu.logical_cores", "must be at least 1")
+    flags = r.get(cpu_d, "flags", "cpu.flags", list, required=False, default=[])
+    cpu = Cpu(model=r.get(cpu_d, "model", "cpu.model", str),
+              arch=_arch(r.get(cpu_d, "arch", "cpu.arch", str)),
+              physical_cores=r.get(cpu_d, "physical_cores", "cpu.physical_cores", int),
+              logical_cores=logical,
+              usable_cores=r.get(cpu_d, "usable_cores", "cpu.usable_cores", int, required=False,
+                                 default=logical),
+              flags=tuple(str(f) for f in flags))
+
+    mem_d = r.section(doc, "memory", "memory")
+    total = r.get(mem_d, "total_bytes", "memory.total_bytes", int)
+    available = r.get(mem_d, "available_bytes", "memory.available_bytes", int, required=False)
+    if available is None:
+        available = total
+        notes.append("memory.available_bytes not given: assuming an idle machine")
+    memory = Memory(total_bytes=total, available_bytes=available,
+                    limit_bytes=r.get(mem_d, "limit_bytes", "memory.limit_bytes", int, required=False),
+                    bandwidth_bytes_per_s=r.get(mem_d, "bandwidth_bytes_per_s",
+                                                "memory.bandwidth_bytes_per_s", int, required=False))
+
+    gpus_raw = r.get(doc, "gpus", "gpus", list, required=False, default=[])
+    gpus = []
+    for i, g in enumerate(gpus_raw):
+        p = f"gpus[{i}]"
+        if not isinstance(g, dict):
+            raise r.fail(p, "must be a mapping")
+        vendor = r.get(g, "vendor", f"{p}.vendor", str)
+        if vendor not in VENDORS:
+            raise r.fail(f"{p}.vendor", f"must be one of {', '.join(VENDORS)}, not {vendor!r}")
+        cc = g.get("compute_capability")
+        gpus.append(Gpu(
+            index=r.get(g, "index", f"{p}.index", int, required=False, default=i),
+            vendor=vendor,
+            name=r.get(g, "name", f"{p}.name", str),
+            memory_total_bytes=r.get(g, "memory_total_bytes", f"{p}.memory_total_bytes", int),
+            memory_free_bytes=r.get(g, "memory_free_bytes", f"{p}.memory_free_bytes", int, required=False),
+            memory_bandwidth_bytes_per_s=r.get(g, "memory_bandwidth_bytes_per_s",
+                                               f"{p}.memory_bandwidth_bytes_per_s", int, required=False),
+            compute_capability=None if cc is None else str(cc),
+            driver_version=_opt_str(g.get("driver_version")),
+            cuda_version=_opt_str(g.get("cuda_version")),
+            unified_memory=r.get(g, "unified_memory", f"{p}.unified_memory", bool, required=False,
+                                 default=vendor == "apple"),
+            memory_reserved_bytes=r.get(g, "memory_reserved_bytes", f"{p}.memory_reserved_bytes", int,
+                                        required=False),
+            pcie_generation=r.get(g, "pcie_generation", f"{p}.pcie_generation", int, required=False),
+            pcie_width=r.get(g, "pcie_width", f"{p}.pcie_width", int, required=False),
+            mig_instance=_opt_str(g.get("mig_instance")),
+            catalog_id=_opt_str(g.get("catalog_id")),
+            bf16_tflops=r.get(g, "bf16_tflops", f"{p}.bf16_tflops", float, required=False),
+        ))
+    name = doc.get("name")
+    return Machine(os=os_info, cpu=cpu, memory=memory, gpus=tuple(gpus),
+                   name=None if name is None else str(name), notes=tuple(notes))
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _arch(value: str) -> str:
+    v = value.lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(v, v)
+
+
+def load_machine(path: str | os.PathLike) -> Machine:
+    """Read a machine file (YAML or JSON, YAML being a superset) with a clear one-line error."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MachineFileError(f"machine file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MachineFileError(f"cannot read machine file {p}: {e}") from None
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        raise MachineFileError(f"{p}: not valid YAML or JSON{where}",
+                               hint=str(getattr(e, "problem", "") or "")) from None
+    return machine_from_dict(doc, source=str(p))
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: never a half-written file."""
+    p = Path(path)
+    directory = p.parent if str(p.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise MachineFileError(f"cannot write {p}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise MachineFileError(f"cannot write {p}: {e.strerror or e}") from None
+
+
+def dump_machine(machine: Machine, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(machine.to_dict(), indent=2) + "\n"
+    import yaml
+
+    return yaml.dump(machine.to_dict(), sort_keys=False, default_flow_style=False)

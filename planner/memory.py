@@ -1,0 +1,428 @@
+"""Memory estimates: weights, KV cache and runtime overhead, one pure function per term.
+
+Every constant comes from the catalog (data/*.yaml) with its source; this module holds formulas.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from .catalog import Architecture, Catalog, ModelSpec, QuantSpec, RuntimeSpec
+from .errors import PlannerError, UsageError
+
+# ---------------------------------------------------------------- parameter counts per tensor class
+
+
+@dataclass(frozen=True, slots=True)
+class TensorGroup:
+    """`count` tensors of one class, each of `params` weights with input width `ncols`, in `layer`."""
+
+    cls: str
+    params: int
+    ncols: int
+    layer: int | None  # None for embed/output/global tensors
+    expert: bool = False
+    quantized: bool = True  # norms, biases and routers stay F32
+
+
+@functools.lru_cache(maxsize=512)
+def tensor_groups(arch: Architecture) -> tuple[TensorGroup, ...]:
+    """The model's weight tensors, grouped as llama.cpp's quantizer sees them."""
+    h, n = arch.hidden_size, arch.layers
+    q_dim = arch.attention_heads * arch.head_dim
+    kv_dim = arch.kv_heads * arch.head_dim
+    out: list[TensorGroup] = [TensorGroup("embed", arch.vocab_size * h, h, None)]
+    if not arch.tied_embeddings:
+        out.append(TensorGroup("output", arch.vocab_size * h, h, None))
+    out.append(TensorGroup("norm", h, h, None, quantized=False))  # final norm
+    moe = arch.moe
+    for i in range(n):
+        if arch.mla is not None:
+            m = arch.mla
+            qk = (m.qk_nope_head_dim or 0) + m.qk_rope_head_dim
+            v_dim = m.v_head_dim or arch.head_dim
+            if m.q_lora_rank:
+                out.append(TensorGroup("other", h * m.q_lora_rank, h, i))  # q_a
+                out.append(TensorGroup("attn_q", m.q_lora_rank * arch.attention_heads * qk, m.q_lora_rank, i))
+                out.append(TensorGroup("norm", m.q_lora_rank, m.q_lora_rank, i, quantized=False))
+            else:
+                out.append(TensorGroup("attn_q", h * arch.attention_heads * qk, h, i))
+            out.append(TensorGroup("other", h * (m.kv_lora_rank + m.qk_rope_head_dim), h, i))  # kv_a_mqa
+            out.append(TensorGroup("norm", m.kv_lora_rank, m.kv_lora_rank, i, quantized=False))
+            # kv_b expands the latent to per-head K (nope) and V: quantized like attn_v.
+            out.append(TensorGroup("attn_v", m.kv_lora_rank * arch.attention_heads * ((m.qk_nope_head_dim or 0) + v_dim),
+                                   m.kv_lora_rank, i))
+            out.append(TensorGroup("attn_output", arch.attention_heads * v_dim * h, arch.attention_heads * v_dim, i))
+        else:
+            out.append(TensorGroup("attn_q", h * q_dim, h, i))
+            out.append(TensorGroup("attn_k", h * kv_dim, h, i))
+            out.append(TensorGroup("attn_v", h * kv_dim, h, i))
+            out.append(TensorGroup("attn_output", q_dim * h, q_dim, i))
+            if arch.qkv_bias:
+                out.append(TensorGroup("norm", q_dim + 2 * kv_dim, h, i, quantized=False))
+        out.append(TensorGroup("norm", 2 * h, h, i, quantized=False))  # attention + FFN norms
+        if moe is not None and i >= moe.dense_layers:
+            e_i = moe.expert_intermediate_size
+            for cls in ("ffn_gate", "ffn_up"):
+                out.append(TensorGroup(cls, moe.experts * h * e_i, h, i, expert=True))
+            out.append(TensorGroup("ffn_down", moe.experts * e_i * h, e_i, i, expert=True))
+            out.append(TensorGroup("norm", h * moe.experts, h, i, quantized=False))  # router
+            if moe.shared_experts:
+                s_i = e_i * moe.shared_experts
+                for cls in ("ffn_gate", "ffn_up"):
+                    out.append(TensorGroup(cls, h * s_i, h, i))
+                out.append(TensorGroup("ffn_down", s_i * h, s_i, i))
+        else:
+            for cls in ("ffn_gate", "ffn_up"):
+                out.append(TensorGroup(cls, h * arch.intermediate_size, h, i))
+            out.append(TensorGroup("ffn_down", arch.intermediate_size * h, arch.intermediate_size, i))
+    return tuple(out)
+
+
+def computed_params(arch: Architecture) -> int:
+    """Total parameters implied by the architecture (text model + any extra_params)."""
+    return sum(g.params for g in tensor_groups(arch)) + arch.extra_params
+
+
+def computed_active_params(arch: Architecture) -> int:
+    """Parameters used per token: MoE layers count only the routed experts in use (+ shared)."""
+    total = 0
+    for g in tensor_groups(arch):
+        if g.expert and arch.moe is not None:
+            total += g.params * arch.moe.experts_per_token // arch.moe.experts
+        else:
+            total += g.params
+    return total
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _more_bits(i: int, n: int) -> bool:
+    # use_more_bits() in llama.cpp src/llama-quant.cpp
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+_RULES = {
+    "more_bits": _more_bits,
+    "first_eighth": lambda i, n: i < n // 8,
+    "first_sixteenth": lambda i, n: i < n // 16,
+    "first_two": lambda i, n: i < 2,
+    "first_four": lambda i, n: i < 4,
+}
+
+
+def gguf_tensor_type(quant: QuantSpec, arch: Architecture, g: TensorGroup, nth: int, count: int,
+                     constants: dict) -> str:
+    """The ggml type llama-quantize gives one tensor (llama_tensor_get_type_impl, simplified).
+
+    `nth`/`count` are the tensor's position among tensors of its class (attn_v and ffn_down
+    rules count tensors, not layers).
+    """
+    if not g.quantized:
+        return "F32"
+    recipe = quant.gguf
+    cls = g.cls
+    if g.expert and "experts" in recipe:
+        return recipe["experts"]
+    if cls == "embed" and arch.tied_embeddings:
+        cls = "output"  # a shared tensor is quantized like the output head
+    if cls == "embed":
+        t = recipe.get("embed", recipe["default"])
+    else:
+        spec = recipe.get(cls, recipe["default"])
+        if isinstance(spec, list):
+            base, rule, upgrade = spec
+            t = upgrade if _RULES[rule](nth, count) else base
+        else:
+            t = spec
+        if cls == "attn_v" and quant.id in ("Q2_K", "IQ4_XS") and arch.attention_heads // arch.kv_heads >= 4:
+            t = "Q4_K" if quant.id == "Q2_K" else "Q5_K"  # GQA >= 4: attn_v gets more bits
+    moe8 = quant.moe8
+    if arch.moe is not None and arch.moe.experts == 8 and moe8 and cls in moe8:
+        t = moe8[cls]
+    # A tensor whose rows are not a multiple of the block size falls back to another type.
+    block = constants["ggml_block_size"].get(t)
+    if block and g.ncols % block:
+        t = constants["ggml_fallback"][t]
+    return t
+
+
+def _gguf_weight_bits(quant: QuantSpec, arch: Architecture, constants: dict) -> dict[str, float]:
+    """Bits per tensor group class summed, plus per-layer bits (for partial offload)."""
+    bits = constants["ggml_type_bits"]
+    groups = tensor_groups(arch)
+    counts: dict[str, int] = {}
+    for g in groups:
+        if g.layer is not None:
+            counts[g.cls] = counts.get(g.cls, 0) + 1
+    seen: dict[str, int] = {}
+    totals: dict[str, float] = {}
+    for g in groups:
+        nth = seen.get(g.cls, 0)
+        if g.layer is not None:
+            seen[g.cls] = nth + 1
+        t = gguf_tensor_type(quant, arch, g, nth, counts.get(g.cls, 1), constants)
+        key = "layers" if g.layer is not None else g.cls
+        totals[key] = totals.get(key, 0.0) + g.params * bits[t]
+    return totals
+
+
+def _plain_weight_bits(quant: QuantSpec, arch: Architecture) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for g in tensor_groups(arch):
+        if not g.quantized:
+            b = 32.0 if quant.kind == "weight" else quant.bpw("default")
+            b = min(b, 32.0)
+        elif g.expert and "experts" in quant.bits:
+            b = quant.bits["experts"]
+        else:
+            b = quant.bpw(g.cls if g.cls in ("embed", "output") else "default")
+            if g.cls == "embed" and arch.tied_embeddings and "output" in quant.bits:
+                b = quant.bits["output"]
+        key = "layers" if g.layer is not None else g.cls
+        totals[key] = totals.get(key, 0.0) + g.params * b
+    return totals
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    total_bytes: int
+    per_layer_bytes: int  # repeating layers, for layer-wise placement
+    non_layer_bytes: int  # embeddings, output head, final norm (+ vision tower)
+    source: str  # "artifact" (real file size) or "formula"
+
+
+def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
+            use_artifact: bool = True) -> Weights:
+    """Weight bytes: the real artifact's size when the catalog has it, else bits per tensor class."""
+    arch = model.arch
+    constants = catalog.constants
+    if fmt in ("gguf", "ollama") and quant.gguf:
+        totals = _gguf_weight_bits(quant, arch, constants)
+    else:
+        totals = _plain_weight_bits(quant, arch)
+    layer_bytes = totals.pop("layers", 0.0) / 8
+    non_layer = sum(totals.values()) / 8
+    if fmt not in ("gguf", "ollama") and arch.extra_params:
+        # Multimodal safetensors repos load their vision tower too (kept in 16 bits).
+        non_layer += arch.extra_params * 2
+    total = layer_bytes + non_layer
+    source = "formula"
+    if use_artifact:
+        art = _sized_artifact(model, fmt, quant.id)
+        if art is not None:
+            scale = art / total if total else 1.0
+            layer_bytes, non_layer, total, source = layer_bytes * scale, non_layer * scale, art, "artifact"
+    return Weights(total_bytes=int(round(total)), per_layer_bytes=int(round(layer_bytes / arch.layers)),
+                   non_layer_bytes=int(round(non_layer)), source=source)
+
+
+def _sized_artifact(model: ModelSpec, fmt: str, quant: str) -> int | None:
+    fmts = ("gguf",) if fmt in ("gguf", "ollama") else (fmt,)
+    for a in model.artifacts:
+        if a.format in fmts and a.quant.upper() == quant.upper() and a.size_bytes:
+            return a.size_bytes
+    return None
+
+
+# ---------------------------------------------------------------- KV cache
+
+
+def kv_bytes_per_token(arch: Architecture, bits_per_element: float, *, context: int,
+                       sliding_window_cache: bool, mla_cache: bool) -> float:
+    """Average KV-cache bytes per token of context, over all layers.
+
+    Per layer and token: K and V, each kv_heads x head_dim elements (GQA/MQA use the KV heads,
+    not the attention heads). Sliding-window layers hold at most `sliding_window` tokens when the
+    runtime allocates them that way. MLA caches one latent of kv_lora_rank + rope dims instead
+    of per-head K and V.
+    """
+    el = bits_per_element / 8
+    if arch.attention == "mla" and arch.mla is not None:
+        if mla_cache:
+            per_layer = (arch.mla.kv_lora_rank + arch.mla.qk_rope_head_dim) * el
+        else:  # expanded: K = nope + rope dims, V = v_head_dim, per attention head
+            m = arch.mla
+            per_layer = arch.attention_heads * ((m.qk_nope_head_dim or 0) + m.qk_rope_head_dim
+                                                + (m.v_head_dim or arch.head_dim)) * el
+        return per_layer * arch.layers
+    per_layer = 2 * arch.kv_heads * arch.head_dim * el
+    sliding = arch.sliding_layers
+    if sliding and sliding_window_cache and arch.sliding_window and context > arch.sliding_window:
+        tokens_per_layer = (arch.layers - sliding) + sliding * arch.sliding_window / context
+        return per_layer * tokens_per_layer
+    return per_layer * arch.layers
+
+
+def kv_cache(arch: Architecture, context: int, batch: int, bits_per_element: float, *,
+             sliding_window_cache: bool, mla_cache: bool) -> int:
+    per_token = kv_bytes_per_token(arch, bits_per_element, context=context,
+                                   sliding_window_cache=sliding_window_cache, mla_cache=mla_cache)
+    return int(round(per_token * context * batch))
+
+
+# ---------------------------------------------------------------- overhead
+
+
+def activation_bytes_per_token(arch: Architecture, constants: dict) -> int:
+    """Transformers' prefill peak above weights and KV, per prompt token (bf16 activations).
+
+    Measured on an H100 (tests/data/h100-transformers-memory.json): Llama-3.1-8B 119,312 and
+    Qwen2.5-7B ~143,000 bytes per token, linear in the prompt length; 6 x intermediate + 8 x
+    hidden reproduces both within 0.6% (gate, up and act in bf16, plus residual/norm copies).
+    """
+    c = constants["activation_bytes_per_token"]
+    inter = arch.intermediate_size
+    if arch.moe is not None:
+        inter = arch.moe.expert_intermediate_size * arch.moe.experts_per_token
+    return int(c["intermediate"] * inter + c["hidden"] * arch.hidden_size)
+
+
+def gguf_compute_buffer(arch: Architecture, n_ubatch: int) -> int:
+    """llama.cpp's compute buffer: the f32 logits of one micro-batch plus its FFN activations."""
+    return int(n_ubatch * 4 * (arch.vocab_size + 2 * arch.intermediate_size))
+
+
+# ---------------------------------------------------------------- the estimate
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    model: str
+    hf_repo: str
+    quant: str
+    runtime: str
+    format: str
+    context: int
+    batch: int
+    kv_cache_type: str
+    weights_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int  # device-side fixed costs: CUDA context, compute buffers, activations
+    layers: int
+    per_layer_bytes: int
+    non_layer_bytes: int
+    kv_bytes_per_token: float
+    weights_source: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.overhead_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "hf_repo": self.hf_repo, "quant": self.quant, "runtime": self.runtime,
+            "context": self.context, "batch": self.batch, "kv_cache_type": self.kv_cache_type,
+            "weights_bytes": self.weights_bytes, "kv_cache_bytes": self.kv_cache_bytes,
+            "overhead_bytes": self.overhead_bytes, "total_bytes": self.total_bytes,
+            "weights_source": self.weights_source,
+            "kv_cache_bytes_per_token": int(round(self.kv_bytes_per_token)),
+            "notes": list(self.notes),
+        }
+
+
+def artifact_format(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> str | None:
+    """Which of the runtime's formats carries this quantization for this model (None: none)."""
+    for fmt in runtime.formats:
+        if fmt not in quant.formats and not (fmt == "ollama" and "gguf" in quant.formats) \
+                and not (fmt in ("awq", "gptq") and quant.id.lower() == fmt):
+            continue
+        if model.artifact(fmt, quant.id) is not None:
+            return fmt
+    return None
+
+
+def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Catalog, *,
+             context: int | None = None, batch: int = 1, kv_cache_type: str | None = None,
+             gpu: bool = True) -> MemoryEstimate:
+    """Weights + KV cache + overhead of one configuration. `gpu=False` drops device-only costs."""
+    if batch < 1:
+        raise UsageError(f"batch must be at least 1, not {batch}")
+    quant = catalog.quants.get(quant_id.upper())
+    if quant is None:
+        raise UsageError(f"unknown quantization {quant_id!r}",
+                         hint="known: " + ", ".join(sorted(catalog.quants)))
+    if quant.id not in runtime.quants:
+        raise PlannerError(f"{runtime.id} does not load {quant.id}",
+                           hint=f"{runtime.id} loads: {', '.join(runtime.quants)}")
+    fmt = artifact_format(model, quant, runtime)
+    if fmt is None:
+        raise PlannerError(f"the catalog lists no {quant.id} artifact of {model.id} for {runtime.id}",
+                           hint=f"{model.id} has: {', '.join(model.quants())}")
+    notes: list[str] = []
+    mem = runtime.memory
+    if context is None:
+        context = default_context(model, runtime)
+        notes.append(f"context {context}: {runtime.id}'s default for this model")
+    if context > model.context_length:
+        limit = model.context_length_extended or model.context_length
+        if context > limit:
+            raise UsageError(f"context {context} exceeds {model.id}'s trained context of {limit} tokens")
+        notes.append(f"context {context} is beyond the native {model.context_length}: needs RoPE scaling (YaRN)")
+    kv_type = kv_cache_type or next(iter(runtime.kv_cache_types))
+    if kv_type not in runtime.kv_cache_types:
+        raise UsageError(f"{runtime.id} has no KV cache type {kv_type!r}",
+                         hint="choose from " + ", ".join(runtime.kv_cache_types))
+    w = weights(model, quant, fmt, catalog)
+    if w.source == "artifact":
+        notes.append("weights: the artifact's real file size")
+    arch = model.arch
+    kv_bits = runtime.kv_cache_types[kv_type]
+    per_token = kv_bytes_per_token(arch, kv_bits, context=context,
+                                   sliding_window_cache=runtime.sliding_window_cache, mla_cache=runtime.mla_cache)
+    kv = int(round(per_token * context * batch))
+    if arch.sliding_layers and runtime.sliding_window_cache and context > (arch.sliding_window or 0):
+        notes.append(f"{arch.sliding_layers} of {arch.layers} layers use a {arch.sliding_window}-token "
+                     f"sliding window: their cache stops growing there")
+    if arch.attention == "mla":
+        notes.append("MLA: the cache holds one compressed latent per layer, not per-head K and V")
+    overhead = _overhead(model, runtime, catalog, context, batch, gpu)
+    return MemoryEstimate(
+        model=model.id, hf_repo=model.hf_repo, quant=quant.id, runtime=runtime.id, format=fmt,
+        context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
+        overhead_bytes=overhead, layers=arch.layers, per_layer_bytes=w.per_layer_bytes,
+        non_layer_bytes=w.non_layer_bytes, kv_bytes_per_token=per_token, weights_source=w.source,
+        notes=tuple(notes))
+
+
+def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
+              gpu: bool) -> int:
+    mem = runtime.memory
+    arch = model.arch
+    cls = runtime.speed.get("class")
+    total = 0
+    if gpu:
+        total += int(mem.get("cuda_context_bytes", 0))
+        total += int(mem.get("allocator_slack_bytes", 0))
+    if cls == "transformers":
+        # Prefill of the whole prompt at once: activations grow with the prompt.
+        total += activation_bytes_per_token(arch, catalog.constants) * context * batch
+    elif cls == "vllm":
+        tokens = min(int(mem.get("max_num_batched_tokens", 2048)), context)
+        total += activation_bytes_per_token(arch, catalog.constants) * tokens
+    elif "n_ubatch" in mem:
+        total += gguf_compute_buffer(arch, int(mem["n_ubatch"]))
+    return total
+
+
+def default_context(model: ModelSpec, runtime: RuntimeSpec, vram_total: int = 0) -> int:
+    """The context a runtime picks when none is given (Ollama: by VRAM; others: the model's)."""
+    tiers = runtime.memory.get("default_context_tiers")
+    if tiers:
+        ctx = tiers[0][1]
+        for threshold, value in tiers:
+            if vram_total >= threshold:
+                ctx = value
+        return min(ctx, model.context_length)
+    return model.context_length
+
+
+def context_within(budget_bytes: int, est: MemoryEstimate, max_context: int) -> int:
+    """The longest context whose KV cache fits in `budget_bytes` next to weights and overhead."""
+    free = budget_bytes - est.weights_bytes - est.overhead_bytes
+    if free <= 0 or est.kv_bytes_per_token <= 0:
+        return 0
+    return int(min(max_context, free // (est.kv_bytes_per_token * est.batch)))
