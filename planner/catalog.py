@@ -589,3 +589,38 @@ def _check_unique(cat: Catalog) -> None:
         if g.id in gids:
             raise CatalogError(f"gpus.yaml: duplicate id {g.id!r}")
         gids.add(g.id)
+
+
+# ---------------------------------------------------------------- finding models by name
+
+
+def _norm(text: str) -> str:
+    return text.strip().lower().removeprefix("hf.co/").removeprefix("https://huggingface.co/")
+
+
+def find_models(query: str, cat: Catalog) -> list[ModelSpec]:
+    """Models a user means by `query`: an id, alias, Hugging Face repo, Ollama tag or a size ("70b")."""
+    import difflib
+    import re
+
+    from .errors import UsageError
+
+    q = _norm(query)
+    for m in cat.models:
+        names = {m.id, m.hf_repo, *(m.aliases), *(a.tag for a in m.artifacts if a.tag),
+                 *(a.repo for a in m.artifacts if a.repo), *([m.base_repo] if m.base_repo else [])}
+        if q in {_norm(n) for n in names if n}:
+            return [m]
+    size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bm])", q)
+    if size:
+        value = float(size.group(1)) * (1e9 if size.group(2) == "b" else 1e6)
+        # "about that size": within 15% of the stated total, or a MoE's stated active size
+        hits = [m for m in cat.models if abs(m.params - value) <= 0.15 * value]
+        if hits:
+            return sorted(hits, key=lambda m: m.id)
+        raise UsageError(f"no catalog model of about {size.group(1)}{size.group(2).upper()} parameters",
+                         hint="see `plan-deploy models` for the catalog")
+    names = sorted({m.id for m in cat.models} | {a for m in cat.models for a in m.aliases})
+    close = difflib.get_close_matches(q, names, n=4, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}?" if close else "see `plan-deploy models` for the catalog"
+    raise UsageError(f"unknown model {query!r}", hint=hint)

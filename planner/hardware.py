@@ -317,3 +317,166 @@ def dump_machine(machine: Machine, fmt: str) -> str:
     import yaml
 
     return yaml.dump(machine.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+# ---------------------------------------------------------------- GPU catalog matching, hypothetical machines
+
+
+def _key(text: str) -> str:
+    t = text.lower()
+    for word in ("nvidia", "geforce", "apple", "amd", "radeon", "tesla"):
+        t = t.replace(word, "")
+    return "".join(ch for ch in t if ch.isalnum())
+
+
+def match_gpu(name: str, specs) -> "object | None":
+    """The catalog GPU a driver-reported or user-typed name means, or None."""
+    want = name.strip().lower()
+    for s in specs:  # exact driver string first: it is what NVML reports
+        if want in (d.lower() for d in s.driver_names):
+            return s
+    k = _key(name)
+    for s in specs:
+        if k in {_key(s.id), _key(s.name), *(_key(a) for a in s.aliases)}:
+            return s
+    return None
+
+
+def _apple_probe_match(name: str, specs):
+    """'Apple M3 Max (40-core GPU)' -> the m3-max-40c entry (chip, then GPU cores)."""
+    import re
+
+    m = re.search(r"\b(m\d)(?:\s+(pro|max|ultra))?\b", name.lower())
+    if not m:
+        return None
+    chip = m.group(1) + (f"-{m.group(2)}" if m.group(2) else "")
+    cores = re.search(r"(\d+)-core gpu", name.lower())
+    fam = [s for s in specs if s.vendor == "apple" and (s.id == chip or s.id.startswith(chip + "-"))
+           and (s.id == chip or s.id[len(chip) + 1:].endswith("c"))]
+    if cores:
+        for s in fam:
+            if s.gpu_cores == int(cores.group(1)):
+                return s
+    return fam[0] if len(fam) == 1 else None
+
+
+def enrich(machine: Machine, catalog) -> Machine:
+    """Fill what a probe or a hand-written file left out from the GPU catalog, and say so."""
+    gpus, notes = [], []
+    for g in machine.gpus:
+        spec = _apple_probe_match(g.name, catalog.gpus) if g.vendor == "apple" else match_gpu(g.name, catalog.gpus)
+        if spec is None and g.mig_instance:
+            spec = match_gpu(g.name.split(" MIG ")[0], catalog.gpus)
+        if spec is None:
+            gpus.append(g)
+            if not g.memory_bandwidth_bytes_per_s:
+                notes.append(f"GPU {g.index} ({g.name}) is not in the GPU catalog: speed unknown")
+            continue
+        upd: dict = {"catalog_id": spec.id}
+        if g.bf16_tflops is None and spec.bf16_tflops and not g.mig_instance:
+            upd["bf16_tflops"] = spec.bf16_tflops
+        if not g.memory_bandwidth_bytes_per_s and spec.bandwidth_gbps:
+            upd["memory_bandwidth_bytes_per_s"] = int(spec.bandwidth_gbps * 1e9)
+            notes.append(f"GPU {g.index}: bandwidth {spec.bandwidth_gbps:g} GB/s from the GPU catalog ({spec.id})")
+        if g.compute_capability is None and spec.compute_capability:
+            upd["compute_capability"] = spec.compute_capability
+        gpus.append(replace(g, **upd))
+    return replace(machine, gpus=tuple(gpus)).with_notes(*notes) if notes or gpus else machine
+
+
+def parse_gpu_arg(text: str) -> tuple[str, int]:
+    """'h100-sxm x8', 'RTX 4090x2', 'a100-80*4' -> (name, count)."""
+    import re
+
+    # The multiplier: " x8" / " x 8" (after a space), "4090x2" (right after a digit), or "*4".
+    m = re.fullmatch(r"\s*(.+?)(?:\s+[x×]\s*|(?<=\d)[x×]|\s*\*\s*)(\d+)\s*", text, flags=re.IGNORECASE)
+    if m:
+        return m.group(1), int(m.group(2))
+    return text.strip(), 1
+
+
+def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None, cpu_cores: int | None) -> Machine:
+    """A machine described by flags: --gpu NAME[xCOUNT], --vram, --ram, --cpu-cores."""
+    import difflib
+
+    from .errors import UsageError
+
+    notes: list[str] = ["hypothetical machine described on the command line"]
+    gpus: list[Gpu] = []
+    system, arch = "Linux", "x86_64"
+    ram_total = ram
+    if gpu:
+        name, count = parse_gpu_arg(gpu)
+        spec, mem_gib = _resolve_gpu_name(name, catalog)
+        if spec is None:
+            names = sorted({s.id for s in catalog.gpus} | {a for s in catalog.gpus for a in s.aliases})
+            close = difflib.get_close_matches(name, names, n=5, cutoff=0.4) or \
+                difflib.get_close_matches(_key(name), [_key(n) for n in names], n=5, cutoff=0.4)
+            raise UsageError(f"unknown GPU {name!r}",
+                             hint=(f"close names: {', '.join(close)}" if close else "see `plan-deploy gpus`"))
+        c = catalog.constants
+        if spec.vendor == "apple":
+            if count != 1:
+                raise UsageError("an Apple chip comes one to a machine", hint=f"use --gpu {spec.id}-<memory GiB>")
+            options = spec.memory_options_gib
+            if mem_gib is None:
+                mem_gib = options[0]
+                notes.append(f"{spec.id}: {mem_gib:g} GiB unified memory assumed (options: "
+                             f"{', '.join(f'{o:g}' for o in options)}; e.g. --gpu {spec.id}-{options[-1]:g})")
+            total = int(vram or mem_gib * GIB_BYTES)
+            system, arch = "Darwin", "arm64"
+            ram_total = total if ram is None else ram
+            gpus.append(Gpu(index=0, vendor="apple", name=spec.name, memory_total_bytes=total,
+                            memory_bandwidth_bytes_per_s=int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None,
+                            unified_memory=True, catalog_id=spec.id))
+        else:
+            label = vram if vram is not None else int((spec.memory_gib or 0) * GIB_BYTES)
+            if vram is None and spec.vendor == "nvidia":
+                # Cards show a little less than their label; the driver reserves part of it.
+                total = int(label * c["nvidia_visible_fraction"])
+                reserved = int(total * c["nvidia_reserved_fraction"])
+            else:
+                total, reserved = label, None
+            for i in range(count):
+                gpus.append(Gpu(index=i, vendor=spec.vendor, name=spec.name, memory_total_bytes=total,
+                                memory_bandwidth_bytes_per_s=int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None,
+                                compute_capability=spec.compute_capability, memory_reserved_bytes=reserved,
+                                catalog_id=spec.id, bf16_tflops=spec.bf16_tflops))
+    elif vram is not None:
+        gpus.append(Gpu(index=0, vendor="nvidia", name="GPU (hypothetical)", memory_total_bytes=vram))
+        notes.append("--vram without --gpu: an NVIDIA GPU of unknown bandwidth is assumed (speed unknown)")
+    if ram_total is None:
+        ram_total = 32 * GIB_BYTES
+        notes.append("RAM not given: 32 GiB assumed (set it with --ram)")
+    cores = cpu_cores or 8
+    if cpu_cores is None:
+        notes.append("CPU cores not given: 8 assumed (set them with --cpu-cores)")
+    cpu = Cpu(model="hypothetical CPU", arch=arch, physical_cores=cores, logical_cores=cores, usable_cores=cores,
+              flags=("avx2", "fma", "f16c") if arch == "x86_64" else ("neon", "dotprod"))
+    return Machine(os=OsInfo(system=system, release="", distro=None), cpu=cpu,
+                   memory=Memory(total_bytes=ram_total, available_bytes=ram_total), gpus=tuple(gpus),
+                   name="hypothetical", notes=tuple(notes))
+
+
+GIB_BYTES = 1 << 30
+
+
+def _resolve_gpu_name(name: str, catalog):
+    """(spec, unified memory GiB or None) for names such as 'RTX 4090', 'h100-sxm', 'm3-max-128'."""
+    import re
+
+    spec = match_gpu(name, catalog.gpus)
+    if spec is not None:
+        return spec, None
+    m = re.fullmatch(r"(.+?)[-\s]?(\d+)\s*(?:g|gb|gib)?", name.strip().lower())
+    if m:
+        base, mem = m.group(1), float(m.group(2))
+        fam = [s for s in catalog.gpus if s.vendor == "apple" and
+               (_key(s.id) == _key(base) or _key(s.id).startswith(_key(base)))]
+        offering = [s for s in fam if mem in s.memory_options_gib]
+        if offering:
+            return sorted(offering, key=lambda s: -(s.bandwidth_gbps or 0))[0], mem
+    fam = [s for s in catalog.gpus if s.vendor == "apple" and _key(s.id).startswith(_key(name)) and _key(name)]
+    if fam:
+        return sorted(fam, key=lambda s: -(s.bandwidth_gbps or 0))[0], None
+    return None, None

@@ -149,27 +149,54 @@ def gguf_tensor_type(quant: QuantSpec, arch: Architecture, g: TensorGroup, nth: 
     return t
 
 
+_GGUF_BITS: dict[tuple[str, Architecture], dict[str, float]] = {}
+
+
 def _gguf_weight_bits(quant: QuantSpec, arch: Architecture, constants: dict) -> dict[str, float]:
-    """Bits per tensor group class summed, plus per-layer bits (for partial offload)."""
+    """Bits per tensor class summed ("layers": all repeating layers together); memoized."""
+    key = (quant.id, arch)
+    if key not in _GGUF_BITS:
+        _GGUF_BITS[key] = _gguf_weight_bits_uncached(quant, arch, constants)
+    return dict(_GGUF_BITS[key])
+
+
+def _gguf_weight_bits_uncached(quant: QuantSpec, arch: Architecture, constants: dict) -> dict[str, float]:
     bits = constants["ggml_type_bits"]
-    groups = tensor_groups(arch)
-    counts: dict[str, int] = {}
-    for g in groups:
-        if g.layer is not None:
-            counts[g.cls] = counts.get(g.cls, 0) + 1
-    seen: dict[str, int] = {}
+    by_class: dict[str, list[TensorGroup]] = {}
+    for g in tensor_groups(arch):
+        by_class.setdefault(g.cls, []).append(g)
     totals: dict[str, float] = {}
-    for g in groups:
-        nth = seen.get(g.cls, 0)
-        if g.layer is not None:
-            seen[g.cls] = nth + 1
-        t = gguf_tensor_type(quant, arch, g, nth, counts.get(g.cls, 1), constants)
-        key = "layers" if g.layer is not None else g.cls
-        totals[key] = totals.get(key, 0.0) + g.params * bits[t]
+    for cls, groups in by_class.items():
+        count = sum(1 for g in groups if g.layer is not None) or 1
+        ruled = isinstance(quant.gguf.get(cls), list)
+        memo: dict[tuple, str] = {}
+        nth = 0
+        for g in groups:
+            if ruled:
+                t = gguf_tensor_type(quant, arch, g, nth, count, constants)
+            else:  # the type depends only on the tensor's shape and kind, not its position
+                sig = (g.ncols, g.expert, g.quantized, g.layer is None)
+                if sig not in memo:
+                    memo[sig] = gguf_tensor_type(quant, arch, g, nth, count, constants)
+                t = memo[sig]
+            if g.layer is not None:
+                nth += 1
+            key = "layers" if g.layer is not None else g.cls
+            totals[key] = totals.get(key, 0.0) + g.params * bits[t]
     return totals
 
 
+_PLAIN_BITS: dict[tuple[str, Architecture], dict[str, float]] = {}
+
+
 def _plain_weight_bits(quant: QuantSpec, arch: Architecture) -> dict[str, float]:
+    key = (quant.id, arch)
+    if key not in _PLAIN_BITS:
+        _PLAIN_BITS[key] = _plain_weight_bits_uncached(quant, arch)
+    return dict(_PLAIN_BITS[key])
+
+
+def _plain_weight_bits_uncached(quant: QuantSpec, arch: Architecture) -> dict[str, float]:
     totals: dict[str, float] = {}
     for g in tensor_groups(arch):
         if not g.quantized:

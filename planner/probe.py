@@ -86,12 +86,13 @@ def probe(env: ProbeEnv | None = None) -> Machine:
     system = {"darwin": "Darwin", "linux": "Linux", "windows": "Windows"}.get(env.system.lower(), env.system)
     os_info = OsInfo(system=system, release=env.release, distro=_distro(env) if system == "Linux" else None)
     ps = env.psutil
-    if ps is None:
+    if ps is None and system != "Linux":
+        # Linux answers from /proc and /sys directly (importing psutil costs ~30 ms of start-up).
         try:
             import psutil as ps  # noqa: PLC0415 - imported lazily: start-up time
         except ImportError:
             ps = None
-            notes.append("psutil is not installed: CPU and RAM figures come from /proc or sysctl")
+            notes.append("psutil is not installed: CPU and RAM figures come from sysctl")
     cpu = _probe_cpu(env, ps, system, notes)
     memory = _probe_memory(env, ps, system, notes)
     gpus: list[Gpu] = []
@@ -143,6 +144,8 @@ def _probe_cpu(env: ProbeEnv, ps: Any, system: str, notes: list[str]) -> Cpu:
     else:
         info = env.read_file("/proc/cpuinfo") or ""
         model, flags = _parse_cpuinfo(info, arch)
+    if system == "Linux" and logical is None:
+        logical, physical = _linux_core_counts(env)
     logical = logical or os.cpu_count() or 1
     physical = physical or logical
     usable = logical
@@ -155,6 +158,24 @@ def _probe_cpu(env: ProbeEnv, ps: Any, system: str, notes: list[str]) -> Cpu:
         notes.append(f"cgroup CPU quota limits this process to {quota} cores")
     return Cpu(model=model, arch=arch, physical_cores=physical, logical_cores=logical,
                usable_cores=usable, flags=tuple(sorted(set(flags))))
+
+
+def _linux_core_counts(env: ProbeEnv) -> tuple[int | None, int | None]:
+    """(logical, physical) from /proc/cpuinfo: processors, and distinct (physical id, core id)."""
+    text = env.read_file("/proc/cpuinfo") or ""
+    logical, cores, phys = 0, set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "processor":
+            logical += 1
+        elif key == "physical id":
+            phys = value.strip()
+        elif key == "core id":
+            cores.add((phys, value.strip()))
+    if not logical:
+        return None, None
+    return logical, (len(cores) or logical)
 
 
 def _parse_cpuinfo(text: str, arch: str) -> tuple[str, list[str]]:
@@ -295,6 +316,9 @@ def _probe_nvidia(env: ProbeEnv, memory: Memory, notes: list[str]) -> list[Gpu]:
     if lib is False:
         return []
     if lib is None:
+        if env.system == "Linux" and not _nvidia_driver_present(env):
+            notes.append("NVIDIA: no driver loaded (no /proc/driver/nvidia, /dev/nvidiactl or /dev/dxg)")
+            return []
         try:
             import pynvml as lib  # noqa: PLC0415 - imported lazily: start-up time
         except ImportError:
@@ -374,6 +398,14 @@ def _nvidia_device(q: _Nvml, lib: Any, h: Any, i: int, driver: str | None, cuda:
     return [Gpu(index=next_index, name=name, memory_total_bytes=total, memory_free_bytes=free,
                 memory_bandwidth_bytes_per_s=bandwidth, unified_memory=unified,
                 memory_reserved_bytes=reserved, **base)]
+
+
+def _nvidia_driver_present(env: ProbeEnv) -> bool:
+    """Cheap check before importing pynvml (tens of milliseconds): is any NVIDIA driver here?"""
+    if env.read_file("/proc/driver/nvidia/version") is not None:
+        return True
+    devices = env.listdir("/dev")
+    return "nvidiactl" in devices or "dxg" in devices  # dxg: WSL2's GPU paravirtualization
 
 
 def _nvidia_memory(q: _Nvml, lib: Any, h: Any, what: str) -> tuple[int | None, int | None, int | None]:

@@ -1,0 +1,179 @@
+"""Rendering: tables for people, JSON/YAML for scripts. The only place that formats numbers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .hardware import Machine
+from .units import GB, GIB
+
+FORMATS = ("table", "json", "yaml")
+
+
+def dump(doc: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def gib(n: int | float | None, digits: int = 1) -> str:
+    return "-" if n is None else f"{n / GIB:.{digits}f} GiB"
+
+
+def gbps(n: int | float | None) -> str:
+    return "-" if not n else f"{n / GB:,.0f} GB/s"
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine_summary(m: Machine) -> str:
+    parts = []
+    if m.gpus:
+        groups: dict[tuple, int] = {}
+        for g in m.gpus:
+            k = (g.name, g.memory_total_bytes, g.memory_bandwidth_bytes_per_s, g.unified_memory)
+            groups[k] = groups.get(k, 0) + 1
+        for (name, total, bw, unified), n in groups.items():
+            mem = f"{gib(total)} unified" if unified else gib(total)
+            parts.append(f"{n} x {name} ({mem}, {gbps(bw)})")
+    else:
+        parts.append("no GPU")
+    ram = m.memory.usable_bytes
+    limit = " (container limit)" if m.memory.limit_bytes and m.memory.limit_bytes < m.memory.total_bytes else ""
+    parts.append(f"{gib(ram)} RAM{limit}")
+    parts.append(f"{m.cpu.usable_cores} CPU cores ({m.cpu.arch})")
+    parts.append(m.os.system)
+    label = f"{m.name}: " if m.name else ""
+    return label + " · ".join(parts)
+
+
+def machine_table(m: Machine) -> str:
+    lines = [machine_summary(m), ""]
+    rows = [["OS", f"{m.os.system} {m.os.release}".strip() + (f" ({m.os.distro})" if m.os.distro else "")],
+            ["CPU", f"{m.cpu.model} · {m.cpu.arch} · {m.cpu.physical_cores} physical / {m.cpu.logical_cores} "
+                    f"logical / {m.cpu.usable_cores} usable cores"],
+            ["CPU flags", " ".join(m.cpu.flags) or "-"],
+            ["RAM", f"{gib(m.memory.total_bytes)} total, {gib(m.memory.available_bytes)} available"
+                    + (f", container limit {gib(m.memory.limit_bytes)}" if m.memory.limit_bytes else "")]]
+    from tabulate import tabulate
+
+    lines.append(tabulate(rows, tablefmt="plain", disable_numparse=True))
+    if m.gpus:
+        g_rows = []
+        for g in m.gpus:
+            g_rows.append([g.index, g.name, gib(g.memory_total_bytes), gib(g.memory_free_bytes),
+                           gbps(g.memory_bandwidth_bytes_per_s), g.compute_capability or "-",
+                           "unified" if g.unified_memory else (g.mig_instance or "")])
+        lines += ["", _table(g_rows, ["GPU", "name", "memory", "free", "bandwidth", "CC", ""])]
+    if m.notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in m.notes]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- plans
+
+
+def _speed(p) -> str:
+    s = p.speed
+    if s is None:
+        return "?"
+    return f"{s.expected:.0f} ({s.low:.0f}-{s.high:.0f})" if s.expected >= 10 else \
+        f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"
+
+
+def _where(p) -> str:
+    pl = p.placement
+    if pl.kind == "partial-offload":
+        return f"offload {pl.gpu_layers}/{p.estimate.layers}"
+    if pl.kind == "multi-gpu":
+        return f"{len(pl.gpus)} GPUs" + (" (TP)" if pl.tensor_parallel else "")
+    return pl.kind
+
+
+def plans_table(machine: Machine, plans: list, context: int, header_notes: list[str], footer: list[str]) -> str:
+    lines = [f"Machine: {machine_summary(machine)}"]
+    lines += header_notes
+    lines.append("")
+    if plans:
+        rows = []
+        for i, p in enumerate(plans, 1):
+            q = f"{p.quality:.0f}" + ("*" if p.quality_estimated else "")
+            rows.append([i, p.model.id, p.quant, p.runtime.id, _where(p),
+                         f"{p.placement.required_bytes / GIB:.1f} / {p.placement.available_bytes / GIB:.1f} GiB",
+                         _speed(p), q, p.model.licence.commercial])
+        lines.append(_table(rows, ["#", "model", "quant", "runtime", "where", "memory need / have",
+                                   "tokens/s", "quality", "commercial"]))
+        lines.append("")
+        lines.append("Launch:")
+        for i, p in enumerate(plans, 1):
+            lines.append(f"  #{i}  {p.launch.command}")
+        slow = [i for i, p in enumerate(plans, 1) if not p.interactive]
+        if slow:
+            lines.append("")
+            lines.append(f"Too slow for interactive use: #{', #'.join(map(str, slow))}")
+        if any(p.quality_estimated for p in plans):
+            lines.append("quality: the lab's MMLU score; * = estimated from the parameter count (no MMLU published)")
+    lines += footer
+    return "\n".join(lines) + "\n"
+
+
+def rejected_table(rejected: list[dict]) -> str:
+    if not rejected:
+        return "Rejected: none\n"
+    rows = [[r["model"], r.get("quant") or "-", r["runtime"], r["reason"]] for r in rejected]
+    return "Rejected:\n" + _table(rows, ["model", "quant", "runtime", "reason"]) + "\n"
+
+
+# ---------------------------------------------------------------- estimate
+
+
+def estimate_table(doc: dict) -> str:
+    rows = [["weights", gib(doc["weights_bytes"], 2), doc["weights_source"]],
+            ["KV cache", gib(doc["kv_cache_bytes"], 2),
+             f"{doc['context']} tokens x {doc['batch']} x {doc['kv_cache_bytes_per_token']:,} bytes/token "
+             f"({doc['kv_cache_type']})"],
+            ["overhead", gib(doc["overhead_bytes"], 2), "runtime context, compute buffers, activations"],
+            ["total", gib(doc["total_bytes"], 2), f"{doc['total_bytes'] / GB:.2f} GB"]]
+    head = f"{doc['model']} · {doc['quant']} · {doc['runtime']} · context {doc['context']}"
+    lines = [head, "", _table(rows, ["term", "size", "how"])]
+    if doc["notes"]:
+        lines += [""] + [f"  - {n}" for n in doc["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- catalogs
+
+
+def models_table(models: list) -> str:
+    rows = []
+    for m in models:
+        params = f"{m.params / 1e9:.1f}B" + (f" ({m.active_params / 1e9:.1f}B active)" if m.active_params else "")
+        ctx = f"{m.context_length // 1024}K" if m.context_length >= 1024 else str(m.context_length)
+        q = f"{m.quality.benchmark} {m.quality.score:g}" if m.quality else "-"
+        rows.append([m.id, params, ctx, m.licence.id, m.licence.commercial, q, " ".join(m.quants())])
+    return _table(rows, ["id", "params", "context", "licence", "commercial", "quality", "quants"]) + "\n"
+
+
+def runtimes_table(runtimes: list) -> str:
+    rows = [[r.id, " ".join(r.os), " ".join(sorted(r.accelerators)), " ".join(r.formats), r.multi_gpu,
+             "yes" if r.partial_offload else "no", r.default_port or "-"] for r in runtimes]
+    return _table(rows, ["id", "os", "accelerators", "formats", "multi-GPU", "offload", "port"]) + "\n"
+
+
+def gpus_table(gpus: list) -> str:
+    rows = []
+    for g in gpus:
+        mem = f"{g.memory_gib:g} GiB" if g.memory_gib else "/".join(f"{o:g}" for o in g.memory_options_gib) + " GiB"
+        rows.append([g.id, g.name, mem, f"{g.bandwidth_gbps:g} GB/s" if g.bandwidth_gbps else "-",
+                     g.compute_capability or "-", f"{g.bf16_tflops:g}" if g.bf16_tflops else "-"])
+    return _table(rows, ["id", "name", "memory", "bandwidth", "CC", "BF16 TFLOPS"]) + "\n"

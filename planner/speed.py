@@ -1,0 +1,157 @@
+"""Decode and prefill speed: memory-bandwidth-bound decode, compute-bound prefill, with a range.
+
+decode tokens/s = 1 / sum over memories of bytes read there per token / (efficiency x bandwidth)
+  bytes per token = weights of the parameters used per token (MoE: routed experts in use; the
+  token-embedding lookup reads one row, not the table) + the KV cache read at the context.
+prefill tokens/s = efficiency x dense BF16 FLOP/s / (2 x parameters used per token)
+
+Efficiencies per runtime class and hardware class come from published llama.cpp runs (see
+data/constants.yaml `speed`), with a low/expected/high range.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from .catalog import Catalog, ModelSpec, RuntimeSpec
+from .fit import Placement
+from .hardware import Gpu, Machine
+from .memory import MemoryEstimate, tensor_groups
+
+
+@dataclass(frozen=True, slots=True)
+class Speed:
+    low: float
+    expected: float
+    high: float
+    prefill_tokens_per_s: float | None = None
+    time_to_first_token_s: float | None = None
+    basis: str = ""
+
+    def to_dict(self) -> dict:
+        return {"low": round(self.low, 1), "expected": round(self.expected, 1), "high": round(self.high, 1)}
+
+
+def read_fraction(model: ModelSpec) -> float:
+    """Share of the weights read per generated token (MoE experts in use; one embedding row)."""
+    return _read_fraction(model.arch)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_fraction(arch) -> float:
+    total = read = 0
+    for g in tensor_groups(arch):
+        total += g.params
+        if g.cls == "embed" and not arch.tied_embeddings:
+            continue  # a lookup reads one row
+        if g.expert and arch.moe is not None:
+            read += g.params * arch.moe.experts_per_token / arch.moe.experts
+        else:
+            read += g.params
+    return read / total if total else 1.0
+
+
+def hardware_class(vendor: str | None, memory_type: str | None = None) -> str:
+    """cpu | cuda | cuda-hbm (data-centre cards) | metal | vulkan (AMD and Intel GPUs)."""
+    if vendor is None:
+        return "cpu"
+    if vendor == "nvidia":
+        return "cuda-hbm" if (memory_type or "").upper().startswith("HBM") else "cuda"
+    return {"apple": "metal"}.get(vendor, "vulkan")
+
+
+def gpu_class(gpu: Gpu | None, catalog: Catalog) -> str:
+    if gpu is None:
+        return "cpu"
+    memory_type = None
+    if gpu.catalog_id:
+        for spec in catalog.gpus:
+            if spec.id == gpu.catalog_id:
+                memory_type = spec.memory_type
+    return hardware_class(gpu.vendor, memory_type)
+
+
+def decode_constants(catalog: Catalog, runtime: RuntimeSpec, hw: str) -> dict[str, float]:
+    """{efficiency, layer_overhead_us, low, high} for a runtime class on a hardware class."""
+    table = catalog.constants["speed"]["decode"]
+    row = table.get(runtime.speed.get("class", "gguf")) or {}
+    return row.get(hw) or table["gguf"][hw]
+
+
+def seconds_per_token(bytes_per_token: float, bandwidth: float, layers: int, k: dict[str, float]) -> float:
+    """Bytes over effective bandwidth, plus a fixed cost per layer (kernel launches, sync)."""
+    return bytes_per_token / (k["efficiency"] * bandwidth) + layers * k["layer_overhead_us"] * 1e-6
+
+
+def gpu_bandwidth(gpu: Gpu) -> int | None:
+    return gpu.memory_bandwidth_bytes_per_s
+
+
+def ram_bandwidth(machine: Machine, catalog: Catalog) -> int:
+    return machine.memory.bandwidth_bytes_per_s or int(catalog.constants["cpu_default_bandwidth_bytes_per_s"])
+
+
+def decode_bytes(est: MemoryEstimate, model: ModelSpec, fill: float) -> tuple[float, float]:
+    """(weight bytes, KV bytes) read per generated token with the context `fill` (0..1) full."""
+    weights = est.weights_bytes * read_fraction(model)
+    kv = est.kv_bytes_per_token * est.context * fill
+    return weights, kv
+
+
+def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, machine: Machine,
+                   runtime: RuntimeSpec, catalog: Catalog, prompt_tokens: int | None = None) -> Speed | None:
+    """Tokens/s range for a placement; None when a bandwidth it needs is unknown.
+
+    expected: half the context filled; the range multiplies by the spread of published runs around
+    the model (5th to 95th percentile of measured/predicted), low with a full context, high empty.
+    """
+    gpus = {g.index: g for g in machine.gpus}
+    used = [gpus[i] for i in placement.gpus if i in gpus]
+    hw = gpu_class(used[0] if used else None, catalog)
+    k = decode_constants(catalog, runtime, hw)
+    k_cpu = decode_constants(catalog, runtime, "cpu")
+    ram_bw = ram_bandwidth(machine, catalog)
+    tp_scaling = catalog.constants["speed"]["tensor_parallel_scaling"]
+    layers = est.layers
+    out: dict[str, float] = {}
+    for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
+        w, kv = decode_bytes(est, model, fill)
+        per_token = w + kv
+        bw = min((gpu_bandwidth(g) or 0) for g in used) if used else 0
+        if placement.kind != "cpu" and not bw:
+            return None
+        if placement.kind in ("gpu", "unified"):
+            t = seconds_per_token(per_token, bw, layers, k)
+        elif placement.kind == "multi-gpu" and placement.tensor_parallel:
+            # Each GPU reads 1/tp of the bytes; all-reduces take back part of the gain (policy).
+            t = seconds_per_token(per_token, bw * placement.tensor_parallel * tp_scaling, layers, k)
+        elif placement.kind == "multi-gpu":
+            t = seconds_per_token(per_token, bw, layers, k)  # layer split: GPUs take turns
+        elif placement.kind == "partial-offload":
+            share = (placement.gpu_layers or 0) / layers
+            t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k) + \
+                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu)
+        else:
+            t = seconds_per_token(per_token, ram_bw, layers, k_cpu)
+        out[name] = 1.0 / t
+    low = out["low"] * k["low"]
+    high = out["high"] * k["high"]
+    expected = out["expected"]
+    prefill = _prefill(model, placement, used, catalog)
+    ttft = prompt_tokens / prefill if prefill and prompt_tokens else None
+    return Speed(low=min(low, expected), expected=expected, high=max(high, expected), prefill_tokens_per_s=prefill,
+                 time_to_first_token_s=ttft, basis=f"{runtime.speed.get('class', 'gguf')}/{hw}")
+
+
+def _prefill(model: ModelSpec, placement: Placement, used: list[Gpu], catalog: Catalog) -> float | None:
+    """Prompt tokens/s when the model is on GPUs with a known dense BF16 throughput."""
+    if placement.kind not in ("gpu", "multi-gpu") or not used:
+        return None
+    tflops = min((g.bf16_tflops or 0) for g in used)
+    eff = catalog.constants["speed"]["prefill_efficiency"].get(gpu_class(used[0], catalog))
+    if not tflops or not eff:
+        return None
+    n = placement.tensor_parallel or 1
+    flops_per_token = 2 * model.decode_params
+    return eff * tflops * 1e12 * n / flops_per_token

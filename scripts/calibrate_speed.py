@@ -1,0 +1,48 @@
+"""Fit the decode-speed constants in data/constants.yaml to the published llama.cpp runs.
+
+    python scripts/calibrate_speed.py
+
+Model: seconds per token = bytes read / (efficiency x bandwidth) + layers x per-layer overhead.
+For each backend it grid-searches (efficiency, per-layer overhead) for the least median absolute
+error, then prints the error spread that sets the low/high range.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from planner import catalog  # noqa: E402
+from tests.bench_data import load_rows  # noqa: E402
+
+
+def main() -> None:
+    cat = catalog.load()
+    rows = [r for r in load_rows(cat) if r.test.startswith("tg")]
+    for backend in sorted({r.klass for r in rows}):
+        sel = [r for r in rows if r.klass == backend]
+        best = None
+        for e100 in range(40, 101):
+            e = e100 / 100
+            for us in range(0, 301, 5):
+                c = us * 1e-6
+                errs = [(1 / (r.bytes_per_token / (e * r.bandwidth) + r.layers * c) - r.tokens_per_s) / r.tokens_per_s
+                        for r in sel]
+                med = statistics.median(abs(x) for x in errs)
+                if best is None or med < best[0]:
+                    best = (med, e, us, errs)
+        med, e, us, errs = best
+        errs.sort()
+        n = len(errs)
+        ratios = sorted(r.tokens_per_s * (sel[0].bytes_per_token * 0 + 1) / (1 / (r.bytes_per_token / (e * r.bandwidth)
+                        + r.layers * us * 1e-6)) for r in sel)
+        print(f"{backend:9} rows={n:3} efficiency={e:.2f} layer_overhead_us={us:3d} median_abs_err={med:.1%} "
+              f"measured/predicted p5={ratios[int(n * 0.05)]:.2f} p95={ratios[min(n - 1, int(n * 0.95))]:.2f} "
+              f"min={ratios[0]:.2f} max={ratios[-1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Published llama.cpp runs (tests/data/llama_cpp_bench.yaml) with what the speed model needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from planner.catalog import Architecture, Catalog, Licence, ModelSpec
+from planner.memory import weights
+from planner.speed import hardware_class, read_fraction
+
+BENCH = Path(__file__).resolve().parent / "data" / "llama_cpp_bench.yaml"
+
+
+@dataclass(frozen=True)
+class Row:
+    hardware: str
+    backend: str
+    model: ModelSpec
+    quant: str
+    test: str
+    tokens_per_s: float
+    bandwidth: float  # bytes/s
+    weights_bytes: int
+    gpus: int
+    source: str
+    klass: str
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.weights_bytes * read_fraction(self.model)
+
+    @property
+    def layers(self) -> int:
+        return self.model.arch.layers
+
+
+def reference_models(doc: dict) -> dict[str, ModelSpec]:
+    out = {}
+    for mid, spec in doc["reference_models"].items():
+        arch = Architecture(**spec["architecture"])
+        out[mid] = ModelSpec(id=mid, name=mid, family=mid, hf_repo=mid, params=1, context_length=4096, arch=arch,
+                             licence=Licence(id="-", name="-", commercial="unknown"), sources=(spec["source"],))
+    return out
+
+
+def load_rows(cat: Catalog) -> list[Row]:
+    doc = yaml.safe_load(BENCH.read_text())
+    refs = reference_models(doc)
+    gpus = {g.id: g for g in cat.gpus}
+    rows = []
+    for r in doc["benchmarks"]:
+        bw = r.get("bandwidth_gbps") or (gpus[r["gpu"]].bandwidth_gbps if r.get("gpu") in gpus else None)
+        if not bw:
+            continue
+        model = refs.get(r["model"]) or cat.model(r["model"])
+        if r.get("model_size_gib"):
+            w = int(r["model_size_gib"] * 2**30)
+        else:
+            w = weights(model, cat.quants[r["quant"]], "gguf", cat, use_artifact=False).total_bytes
+        spec = gpus.get(r.get("gpu"))
+        vendor = {"CUDA": "nvidia", "Metal": "apple", "Vulkan": "amd", "CPU": None}[r["backend"]]
+        klass = hardware_class(vendor, spec.memory_type if spec else None)
+        rows.append(Row(klass=klass, hardware=r["hardware"], backend=r["backend"], model=model, quant=r["quant"], test=r["test"],
+                        tokens_per_s=float(r["tokens_per_s"]), bandwidth=bw * 1e9, weights_bytes=w,
+                        gpus=r.get("gpus", 1), source=r["source"]))
+    return rows
