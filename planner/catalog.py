@@ -58,6 +58,7 @@ class Architecture:
     moe: Moe | None = None
     extra_params: int = 0
     qkv_bias: bool = False
+    fused_qkv: bool = False  # one qkv projection (Phi-3): llama.cpp quantizes it as attn_v
 
     @property
     def sliding_layers(self) -> int:
@@ -254,6 +255,7 @@ class RuntimeSpec:
     mla_cache: bool = True  # caches MLA's latent rather than expanded heads
     install: str | None = None
     notes: tuple[str, ...] = ()
+    format_os: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format -> OSes where it loads
     rank: int = 0  # preference among equally good plans (lower first)
 
     def supports_os(self, system: str) -> bool:
@@ -391,7 +393,8 @@ def _model(raw: Any, where: str) -> ModelSpec:
         vocab_size=a.positive("vocab_size"), tied_embeddings=a.get("tied_embeddings", bool),
         attention=attention, sliding_window=a.get("sliding_window", int, False),
         global_every=a.get("global_every", int, False), mla=mla, moe=moe,
-        extra_params=a.get("extra_params", int, False, 0), qkv_bias=a.get("qkv_bias", bool, False, False))
+        extra_params=a.get("extra_params", int, False, 0), qkv_bias=a.get("qkv_bias", bool, False, False),
+        fused_qkv=a.get("fused_qkv", bool, False, False))
     a.done()
     if arch.attention == "mla" and arch.mla is None:
         raise CatalogError(f"{e.where}.architecture: attention 'mla' needs the 'mla' ranks")
@@ -481,6 +484,7 @@ def _runtime(raw: Any, where: str) -> RuntimeSpec:
         sliding_window_cache=e.get("sliding_window_cache", bool, False, False),
         mla_cache=e.get("mla_cache", bool, False, True),
         install=e.get("install", str, False), notes=e.strings("notes"), rank=e.get("rank", int, False, 0),
+        format_os={str(k): tuple(v) for k, v in e.get("format_os", dict, False, {}).items()},
         sources=e.strings("sources", required=True))
     e.done()
     return spec

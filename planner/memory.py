@@ -54,6 +54,10 @@ def tensor_groups(arch: Architecture) -> tuple[TensorGroup, ...]:
             out.append(TensorGroup("attn_v", m.kv_lora_rank * arch.attention_heads * ((m.qk_nope_head_dim or 0) + v_dim),
                                    m.kv_lora_rank, i))
             out.append(TensorGroup("attn_output", arch.attention_heads * v_dim * h, arch.attention_heads * v_dim, i))
+        elif arch.fused_qkv:
+            # One fused q|k|v tensor: llama.cpp's quantizer treats it like attn_v (category_is_attn_v).
+            out.append(TensorGroup("attn_v", h * (q_dim + 2 * kv_dim), h, i))
+            out.append(TensorGroup("attn_output", q_dim * h, q_dim, i))
         else:
             out.append(TensorGroup("attn_q", h * q_dim, h, i))
             out.append(TensorGroup("attn_k", h * kv_dim, h, i))

@@ -254,7 +254,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     if quant is None:
         return None
     fmt = memory.artifact_format(model, quant, runtime)
-    if fmt is None:
+    if fmt is None or machine.os.system not in runtime.format_os.get(fmt, (machine.os.system,)):
         return None
     art = model.artifact(fmt, quant.id)
     limit = model.context_length_extended or model.context_length

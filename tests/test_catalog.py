@@ -1,0 +1,169 @@
+"""The catalog holds itself to account: counts from the architecture, sources, licences, uniqueness."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from planner import catalog, memory
+from planner.errors import CatalogError, UsageError
+
+BRIEF_MODELS = ["llama-3.3-70b", "llama-3.1-8b", "mistral-7b", "mistral-nemo-12b", "gemma-2-9b", "phi-3.5-mini",
+                "qwen2.5-72b", "deepseek-v3"]
+FAMILY_MODELS = [
+    "llama-3.1-70b", "llama-3.1-405b", "llama-3.2-1b", "llama-3.2-3b", "mistral-small-3-24b", "mixtral-8x7b",
+    "mixtral-8x22b", "codestral-22b", "gemma-2-2b", "gemma-2-27b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b",
+    "gemma-3-27b", "phi-3.5-moe", "phi-4", "phi-4-mini", "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b",
+    "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-coder-7b", "qwen2.5-coder-32b", "qwen3-0.6b",
+    "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b", "qwen3-235b-a22b",
+    "deepseek-r1", "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b", "deepseek-r1-distill-qwen-7b",
+    "deepseek-r1-distill-qwen-14b", "deepseek-r1-distill-qwen-32b", "gpt-oss-20b", "gpt-oss-120b",
+    "smollm2-135m", "smollm2-360m", "smollm2-1.7b", "command-r-35b"]
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return catalog.load()
+
+
+def test_every_named_model_is_present_with_sources(cat):
+    ids = {m.id for m in cat.models}
+    assert len(cat.models) >= 50
+    for mid in BRIEF_MODELS + FAMILY_MODELS:
+        assert mid in ids, mid
+        assert cat.model(mid).sources
+
+
+@pytest.mark.parametrize("mid", sorted(BRIEF_MODELS + FAMILY_MODELS))
+def test_parameter_count_follows_from_the_architecture(cat, mid):
+    m = cat.model(mid)
+    computed = memory.computed_params(m.arch)
+    assert abs(computed - m.params) / m.params < 0.02, (computed, m.params)
+    if m.active_params:
+        # Labs count active parameters with or without the input embedding table (gpt-oss without).
+        active = memory.computed_active_params(m.arch)
+        without_embed = active - m.arch.vocab_size * m.arch.hidden_size * (not m.arch.tied_embeddings)
+        assert min(abs(active - m.active_params), abs(without_embed - m.active_params)) / m.active_params < 0.02
+
+
+def test_architecture_invariants(cat):
+    for m in cat.models:
+        a = m.arch
+        assert a.attention_heads % a.kv_heads == 0, m.id
+        assert a.layers > 0 and a.head_dim > 0
+        if a.attention == "sliding":
+            assert a.sliding_window and (a.global_every is None or a.global_every >= 2), m.id
+        if a.moe:
+            assert a.moe.experts_per_token <= a.moe.experts and m.active_params, m.id
+        assert m.context_length >= 2048, m.id
+
+
+def test_facts_the_brief_got_wrong_follow_the_primary_sources(cat):
+    assert cat.model("llama-3.3-70b").context_length == 131072
+    assert cat.model("gemma-2-9b").licence.commercial == "conditional"
+    assert cat.model("qwen2.5-3b").licence.commercial == "no"
+    assert cat.model("qwen2.5-72b").licence.id == "qwen" and cat.model("qwen2.5-72b").licence.commercial == "conditional"
+    assert cat.model("qwen2.5-7b").licence.id == "apache-2.0"
+    assert cat.model("command-r-35b").licence.commercial == "no"
+    for m in cat.models:
+        if m.licence.id.startswith("llama"):
+            assert "compete" not in (m.licence.conditions or "").lower(), m.id
+    # head_dim is not hidden / heads everywhere
+    assert cat.model("mistral-nemo-12b").arch.head_dim == 128 != 5120 // 32
+    assert cat.model("phi-3.5-mini").arch.kv_heads == cat.model("phi-3.5-mini").arch.attention_heads
+
+
+def test_every_model_has_a_licence_class_and_every_artifact_a_runtime(cat):
+    loadable = {(fmt, q) for r in cat.runtimes for fmt in r.formats for q in r.quants}
+    for m in cat.models:
+        assert m.licence.commercial in ("yes", "conditional", "no", "unknown")
+        assert m.licence.name and m.licence.id
+        for a in m.artifacts:
+            fmt = "gguf" if a.format == "ollama" else a.format
+            assert any(q.upper() == a.quant.upper() for f, q in loadable if f in (fmt, a.format)), (m.id, a)
+
+
+def test_ids_and_aliases_are_unique(cat):
+    seen = {}
+    for m in cat.models:
+        for name in (m.id, *m.aliases):
+            assert seen.setdefault(name.lower(), m.id) == m.id, name
+
+
+def test_gpu_catalog_has_the_names_users_type(cat):
+    ids = {g.id for g in cat.gpus}
+    for gid in ("rtx-3060", "rtx-4090", "rtx-5090", "rtx-4060-laptop", "t4", "l4", "a10", "l40s", "a100-40",
+                "a100-80", "h100-pcie", "h100-sxm", "h100-nvl", "h200", "b200", "rx-7900-xtx", "mi300x",
+                "m1", "m2-ultra", "m3-max-40c", "m4-max-40c"):
+        assert gid in ids, gid
+    for g in cat.gpus:
+        assert g.sources and g.bandwidth_gbps
+
+
+def test_runtimes_cover_the_brief(cat):
+    ids = {r.id for r in cat.runtimes}
+    assert {"ollama", "llama.cpp", "lm-studio", "vllm", "transformers", "sglang", "mlx-lm"} <= ids
+    vllm = cat.runtime("vllm")
+    assert vllm.os == ("Linux",) and vllm.accelerators["nvidia"]["min_compute_capability"] == "7.5"
+    assert vllm.quant_min_cc["FP8"] == "8.9"
+    for r in cat.runtimes:
+        assert r.sources and r.launch["argv"]
+
+
+def test_find_models_by_id_alias_repo_tag_and_size(cat):
+    assert [m.id for m in catalog.find_models("llama3.3:70b", cat)] == ["llama-3.3-70b"]
+    assert [m.id for m in catalog.find_models("meta-llama/Llama-3.3-70B-Instruct", cat)] == ["llama-3.3-70b"]
+    assert "llama-3.3-70b" in [m.id for m in catalog.find_models("70b", cat)]
+    with pytest.raises(UsageError) as e:
+        catalog.find_models("lama-3.3-70", cat)
+    assert "llama-3.3-70b" in e.value.hint
+
+
+# ---------------------------------------------------------------- loader errors
+
+
+@pytest.fixture()
+def data_copy(tmp_path):
+    d = tmp_path / "data"
+    shutil.copytree(catalog.data_dir(), d)
+    return d
+
+
+def _edit_model(d, index, key, value):
+    doc = yaml.safe_load((d / "models.yaml").read_text())
+    if value is None:
+        del doc["models"][index]["architecture"][key]
+    else:
+        doc["models"][index]["architecture"][key] = value
+    (d / "models.yaml").write_text(yaml.safe_dump(doc))
+
+
+def test_error_names_file_entry_and_field(data_copy):
+    _edit_model(data_copy, 1, "kv_heads", "eight")
+    with pytest.raises(CatalogError) as e:
+        catalog.load(data_copy)
+    assert e.value.message == "models.yaml: models[1] (llama-3.1-70b).architecture: 'kv_heads' must be an integer, not 'eight'"
+
+
+def test_missing_field_and_unknown_field(data_copy, tmp_path):
+    _edit_model(data_copy, 0, "layers", None)
+    with pytest.raises(CatalogError, match=r"models\[0\] \(llama-3.1-8b\).architecture: 'layers' is missing"):
+        catalog.load(data_copy)
+    _edit_model(data_copy, 0, "layers", 32)
+    _edit_model(data_copy, 0, "layerz", 32)
+    with pytest.raises(CatalogError, match="unknown field 'layerz'"):
+        catalog.load(data_copy)
+
+
+def test_malformed_yaml_is_one_clear_error(data_copy):
+    (data_copy / "gpus.yaml").write_text("gpus: [\n  - id: x\n")
+    with pytest.raises(CatalogError, match=r"gpus.yaml: not valid YAML"):
+        catalog.load(data_copy)
+
+
+def test_negative_size_is_rejected(data_copy):
+    _edit_model(data_copy, 2, "hidden_size", -4096)
+    with pytest.raises(CatalogError, match="must not be negative"):
+        catalog.load(data_copy)
