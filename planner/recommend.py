@@ -121,11 +121,11 @@ def licence_ok(model: ModelSpec, licence: str) -> str | None:
 # ---------------------------------------------------------------- quality
 
 
-_QUALITY_FIT: dict[int, tuple[float, float]] = {}
+_QUALITY_FIT: dict[int, tuple[float, float, float]] = {}
 
 
-def _quality_fit(cat: Catalog) -> tuple[float, float]:
-    """score ~ a + b log10(params), fitted over the catalog's MMLU-family scores."""
+def _quality_fit(cat: Catalog) -> tuple[float, float, float]:
+    """score ~ a + b log10(params) over the catalog's MMLU-family scores, and the residuals' spread."""
     key = id(cat)
     if key not in _QUALITY_FIT:
         pts = [(math.log10(m.params), m.quality.score) for m in cat.models
@@ -135,16 +135,23 @@ def _quality_fit(cat: Catalog) -> tuple[float, float]:
         my = sum(y for _, y in pts) / n
         sxx = sum((x - mx) ** 2 for x, _ in pts) or 1.0
         b = sum((x - mx) * (y - my) for x, y in pts) / sxx
-        _QUALITY_FIT[key] = (my - b * mx, b)
+        a = my - b * mx
+        spread = math.sqrt(sum((y - a - b * x) ** 2 for x, y in pts) / max(1, n - 2))
+        _QUALITY_FIT[key] = (a, b, spread)
     return _QUALITY_FIT[key]
 
 
 def quality(model: ModelSpec, cat: Catalog) -> tuple[float, bool]:
-    """(score on the MMLU scale, whether it is estimated from the parameter count)."""
+    """(score on the MMLU scale, whether it is estimated from the parameter count).
+
+    Without a published MMLU-family score, the fit over the catalog's scores by log10(parameters)
+    gives the estimate, less one standard deviation of its residuals: a cautious figure, so a model
+    with no published score never outranks one with an equal published score.
+    """
     if model.quality and model.quality.benchmark in MMLU_FAMILY:
         return model.quality.score, False
-    a, b = _quality_fit(cat)
-    return a + b * math.log10(model.params), True
+    a, b, spread = _quality_fit(cat)
+    return min(100.0, a + b * math.log10(model.params) - spread), True
 
 
 # ---------------------------------------------------------------- sort keys

@@ -1,6 +1,7 @@
 """Fit the decode-speed constants in data/constants.yaml to the published llama.cpp runs.
 
-    python scripts/calibrate_speed.py
+    python scripts/calibrate_speed.py            # fit the constants
+    python scripts/calibrate_speed.py --report   # error table of the shipped constants
 
 Model: seconds per token = bytes read / (efficiency x bandwidth) + layers x per-layer overhead.
 For each backend it grid-searches (efficiency, per-layer overhead) for the least median absolute
@@ -44,5 +45,33 @@ def main() -> None:
               f"min={ratios[0]:.2f} max={ratios[-1]:.2f}")
 
 
+
+
+def report() -> None:
+    """Error table of the shipped constants (data/constants.yaml) per hardware class, and of a
+    one-constant baseline (tokens/s = e x bandwidth / model bytes, e fitted over all runs)."""
+    cat = catalog.load()
+    rows = [r for r in load_rows(cat) if r.test.startswith("tg")]
+    table = cat.constants["speed"]["decode"]["gguf"]
+    base_e = statistics.median(r.tokens_per_s * r.weights_bytes / r.bandwidth for r in rows)
+    print(f"{'class':9} {'runs':>4} {'median |err|':>12} {'in range':>9} {'baseline |err|':>15}")
+    all_err, all_in, all_base = [], 0, []
+    for klass in sorted({r.klass for r in rows}):
+        k = table[klass]
+        errs, base, inside = [], [], 0
+        for r in (x for x in rows if x.klass == klass):
+            pred = 1 / (r.bytes_per_token / (k["efficiency"] * r.bandwidth) + r.layers * k["layer_overhead_us"] * 1e-6)
+            errs.append(abs(pred - r.tokens_per_s) / r.tokens_per_s)
+            inside += pred * k["low"] <= r.tokens_per_s <= pred * k["high"]
+            base.append(abs(base_e * r.bandwidth / r.weights_bytes - r.tokens_per_s) / r.tokens_per_s)
+        all_err += errs
+        all_base += base
+        all_in += inside
+        print(f"{klass:9} {len(errs):4d} {statistics.median(errs):12.1%} {inside / len(errs):9.0%} "
+              f"{statistics.median(base):15.1%}")
+    print(f"{'all':9} {len(all_err):4d} {statistics.median(all_err):12.1%} {all_in / len(all_err):9.0%} "
+          f"{statistics.median(all_base):15.1%}   (baseline efficiency {base_e:.2f})")
+
+
 if __name__ == "__main__":
-    main()
+    report() if "--report" in sys.argv else main()
