@@ -160,10 +160,13 @@ def _place_gpus(est: MemoryEstimate, model: ModelSpec, machine: Machine, gpus: l
     budget, share = _gpu_budget(best, runtime)
     need = est.total_bytes
     if need <= budget:
+        max_ctx = context_within(budget, est, model.context_length)
+        notes = _free_warning(best, need)
+        if share is not None:
+            notes += (f"{runtime.id} claims {share:.0%} of the GPU and fills what the weights leave with KV "
+                      f"cache: room for about {max_ctx:,} tokens",)
         return Placement(kind="gpu", required_bytes=need, available_bytes=budget, device_bytes=need, host_bytes=0,
-                         gpus=(best.index,), gpu_share=share,
-                         max_context=context_within(budget, est, model.context_length),
-                         notes=_free_warning(best, need))
+                         gpus=(best.index,), gpu_share=share, max_context=max_ctx, notes=notes)
     if len(gpus) > 1:
         if runtime.multi_gpu == "tensor":
             return _place_tensor_parallel(est, model, ranked, runtime)

@@ -193,3 +193,12 @@ def test_catalog_commands():
     assert {m["licence"]["id"] for m in json.loads(out)} <= {"apache-2.0", "mit"}
     assert run("runtimes")[0] == 0 and "vllm" in run("runtimes")[1]
     assert run("gpus")[0] == 0 and "rtx-4090" in run("gpus")[1]
+
+
+def test_probe_measures_bandwidth_only_when_asked():
+    _, out, _ = run("probe", "--format", "json")
+    assert json.loads(out)["memory"]["bandwidth_bytes_per_s"] is None
+    _, out, _ = run("probe", "--format", "json", "--measure-bandwidth")
+    doc = json.loads(out)
+    assert doc["memory"]["bandwidth_bytes_per_s"] > 10**8
+    assert any("RAM bandwidth measured" in n for n in doc["notes"])
