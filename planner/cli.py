@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import replace
 
@@ -76,14 +75,6 @@ def planning_options(f):
 
 def debug_option(f):
     return click.option("--debug", is_flag=True, help="Show tracebacks.")(f)
-
-
-def handled(f):
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        return f(*args, **kwargs)
-
-    return wrapper
 
 
 # ---------------------------------------------------------------- helpers
@@ -175,7 +166,7 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
         if not plans:
             foot.append("No plan fits this machine with these filters. Try --explain, a shorter --context, "
                         "or `plan-deploy can-run MODEL` for what would change that.")
-        text = output.plans_table(machine, shown, res.context, head, foot)
+        text = output.plans_table(machine, shown, head, foot)
         if explain:
             text += "\n" + output.rejected_table(res.rejected)
         click.echo(text, nl=False)
@@ -357,18 +348,22 @@ def models(licence, fmt, debug):
         click.echo(output.dump([m.to_dict() for m in ms], fmt), nl=False)
 
 
+def _list_catalog(kind: str, fmt: str) -> None:
+    from . import output
+
+    entries = list(getattr(_catalog(), kind))
+    if fmt == "table":
+        click.echo(getattr(output, f"{kind}_table")(entries), nl=False)
+    else:
+        click.echo(output.dump([e.to_dict() for e in entries], fmt), nl=False)
+
+
 @cli.command()
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @debug_option
 def runtimes(fmt, debug):
     """The runtime catalog."""
-    from . import output
-
-    cat = _catalog()
-    if fmt == "table":
-        click.echo(output.runtimes_table(list(cat.runtimes)), nl=False)
-    else:
-        click.echo(output.dump([r.to_dict() for r in cat.runtimes], fmt), nl=False)
+    _list_catalog("runtimes", fmt)
 
 
 @cli.command()
@@ -376,13 +371,7 @@ def runtimes(fmt, debug):
 @debug_option
 def gpus(fmt, debug):
     """The GPU catalog (names for --gpu)."""
-    from . import output
-
-    cat = _catalog()
-    if fmt == "table":
-        click.echo(output.gpus_table(list(cat.gpus)), nl=False)
-    else:
-        click.echo(output.dump([g.to_dict() for g in cat.gpus], fmt), nl=False)
+    _list_catalog("gpus", fmt)
 
 
 # ---------------------------------------------------------------- entry point

@@ -124,7 +124,7 @@ def place(est: MemoryEstimate, cpu_est: MemoryEstimate, model: ModelSpec, machin
     if gpus and gpus[0].unified_memory:
         return _place_unified(est, machine, gpus[0], runtime, constants)
     if gpus:
-        placed = _place_gpus(est, model, machine, gpus, runtime, constants)
+        placed = _place_gpus(est, model, gpus, runtime)
         if isinstance(placed, Placement):
             return placed
         if runtime.partial_offload:
@@ -153,8 +153,7 @@ def _gpu_budget(g: Gpu, runtime: RuntimeSpec) -> tuple[int, float | None]:
     return max(0, usable_gpu_bytes(g) - margin), None
 
 
-def _place_gpus(est: MemoryEstimate, model: ModelSpec, machine: Machine, gpus: list[Gpu],
-                runtime: RuntimeSpec, constants: dict) -> Placement | Rejection:
+def _place_gpus(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu], runtime: RuntimeSpec) -> Placement | Rejection:
     ranked = sorted(gpus, key=lambda g: (-_gpu_budget(g, runtime)[0], g.index))
     best = ranked[0]
     budget, share = _gpu_budget(best, runtime)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MachineFileError
+from .units import GIB
 
 SCHEMA = "plan-deploy/machine/v1"
 VENDORS = ("nvidia", "amd", "apple", "intel")
@@ -423,14 +424,14 @@ def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None,
                 mem_gib = options[0]
                 notes.append(f"{spec.id}: {mem_gib:g} GiB unified memory assumed (options: "
                              f"{', '.join(f'{o:g}' for o in options)}; e.g. --gpu {spec.id}-{options[-1]:g})")
-            total = int(vram or mem_gib * GIB_BYTES)
+            total = int(vram or mem_gib * GIB)
             system, arch = "Darwin", "arm64"
             ram_total = total if ram is None else ram
             gpus.append(Gpu(index=0, vendor="apple", name=spec.name, memory_total_bytes=total,
                             memory_bandwidth_bytes_per_s=int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None,
                             unified_memory=True, catalog_id=spec.id))
         else:
-            label = vram if vram is not None else int((spec.memory_gib or 0) * GIB_BYTES)
+            label = vram if vram is not None else int((spec.memory_gib or 0) * GIB)
             if vram is None and spec.vendor == "nvidia":
                 # Cards show a little less than their label; the driver reserves part of it.
                 total = int(label * c["nvidia_visible_fraction"])
@@ -446,7 +447,7 @@ def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None,
         gpus.append(Gpu(index=0, vendor="nvidia", name="GPU (hypothetical)", memory_total_bytes=vram))
         notes.append("--vram without --gpu: an NVIDIA GPU of unknown bandwidth is assumed (speed unknown)")
     if ram_total is None:
-        ram_total = 32 * GIB_BYTES
+        ram_total = 32 * GIB
         notes.append("RAM not given: 32 GiB assumed (set it with --ram)")
     cores = cpu_cores or 8
     if cpu_cores is None:
@@ -456,9 +457,6 @@ def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None,
     return Machine(os=OsInfo(system=system, release="", distro=None), cpu=cpu,
                    memory=Memory(total_bytes=ram_total, available_bytes=ram_total), gpus=tuple(gpus),
                    name="hypothetical", notes=tuple(notes))
-
-
-GIB_BYTES = 1 << 30
 
 
 def _resolve_gpu_name(name: str, catalog):

@@ -384,7 +384,6 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
         raise PlannerError(f"the catalog lists no {quant.id} artifact of {model.id} for {runtime.id}",
                            hint=f"{model.id} has: {', '.join(model.quants())}")
     notes: list[str] = []
-    mem = runtime.memory
     if context is None:
         context = default_context(model, runtime)
         notes.append(f"context {context}: {runtime.id}'s default for this model")

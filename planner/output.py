@@ -100,7 +100,7 @@ def _where(p) -> str:
     return pl.kind
 
 
-def plans_table(machine: Machine, plans: list, context: int, header_notes: list[str], footer: list[str]) -> str:
+def plans_table(machine: Machine, plans: list, header_notes: list[str], footer: list[str]) -> str:
     lines = [f"Machine: {machine_summary(machine)}"]
     lines += header_notes
     lines.append("")

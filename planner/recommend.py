@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass, field, replace
 
 from . import fit, launch, memory, speed
-from .catalog import Artifact, Catalog, ModelSpec, QuantSpec, RuntimeSpec
+from .catalog import Artifact, Catalog, ModelSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
-from .hardware import Gpu, Machine
+from .hardware import Machine
 
 LICENCE_FILTERS = ("any", "commercial", "permissive")
 PLACEMENT_ORDER = {"gpu": 0, "unified": 0, "multi-gpu": 1, "partial-offload": 2, "cpu": 3}
@@ -373,9 +373,3 @@ def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: in
     return f"at least {gib / (1 - cat.constants['cpu_os_reserve_fraction']):.0f} GiB of RAM ({qid} on {rid})"
 
 
-def default_gpu(machine: Machine) -> Gpu | None:
-    return machine.gpus[0] if machine.gpus else None
-
-
-__all__ = ["Plan", "Request", "Result", "plan", "one_per_model", "would_fit_with", "licence_ok", "quality",
-           "LICENCE_FILTERS", "QuantSpec"]

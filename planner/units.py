@@ -1,4 +1,4 @@
-"""Sizes: parse "24G" / "24GB" (10^9) / "24GiB" (2^30); format with honest GiB / GB labels."""
+"""Sizes and token counts from the command line: "24G" / "24GB" (10^9), "24GiB" (2^30), "8k"."""
 
 from __future__ import annotations
 
@@ -53,18 +53,3 @@ def parse_tokens(text: str | int, what: str = "context") -> int:
         raise UsageError(f"{what} must be positive: {text}")
     return value
 
-
-def gib(n: int | float) -> float:
-    return n / GIB
-
-
-def fmt_gib(n: int | float | None, digits: int = 1) -> str:
-    if n is None:
-        return "-"
-    return f"{n / GIB:.{digits}f} GiB"
-
-
-def fmt_gbps(n: int | float | None) -> str:
-    if not n:
-        return "-"
-    return f"{n / GB:.0f} GB/s"

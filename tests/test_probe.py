@@ -38,7 +38,7 @@ def test_h100_reproduces_the_recorded_readings_exactly():
 def test_h100_matches_nvidia_smi_csv_of_the_same_machine():
     r = readings("nvidia-h100-80gb-hbm3")
     header, row = [line.split(", ") for line in r["nvidia_smi_csv"].strip().splitlines()]
-    smi = dict(zip(header, row))
+    smi = dict(zip(header, row, strict=True))
     (g,) = probe(recorded_env("nvidia-h100-80gb-hbm3")).gpus
     assert g.name == smi["name"]
     assert g.memory_total_bytes // (1 << 20) == int(smi["memory.total [MiB]"].split()[0])  # 81559 MiB
