@@ -128,3 +128,10 @@ def test_more_vram_never_turns_a_fit_into_a_rejection(vram, extra, ram, mid, qua
         assert isinstance(b, fit.Placement)
         order = recommend.PLACEMENT_ORDER
         assert order[b.kind] <= order[a.kind]
+
+
+def test_mlx_artifacts_are_planned_on_macs_only(cat):
+    linux = recommend.plan(cat, box(nvidia(24 * GIB)), recommend.Request())
+    assert all(p.artifact.format != "mlx" for p in linux.plans)
+    mac = hardware.hypothetical(cat, gpu="m3-max-64", vram=None, ram=None, cpu_cores=None)
+    assert any(p.artifact.format == "mlx" for p in recommend.plan(cat, mac, recommend.Request()).plans)
