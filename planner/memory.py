@@ -380,10 +380,13 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
         raise PlannerError(f"{runtime.id} does not load {quant.id}",
                            hint=f"{runtime.id} loads: {', '.join(runtime.quants)}")
     fmt = artifact_format(model, quant, runtime)
-    if fmt is None:
-        raise PlannerError(f"the catalog lists no {quant.id} artifact of {model.id} for {runtime.id}",
-                           hint=f"{model.id} has: {', '.join(model.quants())}")
     notes: list[str] = []
+    if fmt is None:
+        # No catalogued file: the recipe still gives the size (a plan needs a real artifact, an estimate not).
+        fmt = next((f for f in runtime.formats if f in quant.formats or (f == "ollama" and "gguf" in quant.formats)),
+                   runtime.formats[0])
+        notes.append(f"the catalog lists no {quant.id} artifact of {model.id}: weights from the quantization "
+                     f"recipe (model has: {', '.join(model.quants())})")
     if context is None:
         context = default_context(model, runtime)
         notes.append(f"context {context}: {runtime.id}'s default for this model")

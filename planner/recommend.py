@@ -313,10 +313,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
         good = [p for p in res.plans if p.interactive]
         return one_per_model(good)[0] if good else None
 
-    # 1. a smaller quantization (among the catalogued artifacts), at the requested context
     best = usable(machine, base)
     if best is not None:
         return []
+    # 1. a smaller quantization than the catalog's files (community GGUF repos publish them)
+    smaller = _smaller_quant(cat, machine, model, context)
+    if smaller:
+        out.append(smaller)
     # 2. a shorter context
     for ctx in (context // 2, context // 4, 4096, 2048):
         if 512 <= ctx < context:
@@ -344,7 +347,52 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     need = _smallest_need(cat, machine, model, context)
     if need:
         out.append(need)
+    # 6. more RAM, where partial offload could then hold it (slowly)
+    if machine.gpus and not machine.gpus[0].unified_memory and not plan(cat, machine, base).plans:
+        for gib in (32, 64, 128, 256, 512, 1024):
+            ram = gib << 30
+            if ram <= machine.memory.usable_bytes:
+                continue
+            m2 = replace(machine, memory=replace(machine.memory, total_bytes=ram, available_bytes=ram, limit_bytes=None))
+            res = plan(cat, m2, base)
+            if res.plans:
+                p = one_per_model(res.plans)[0]
+                pace = f"~{p.speed.expected:.1f} tokens/s" if p.speed else "speed unknown"
+                slow = "" if p.interactive else ", too slow for interactive use"
+                out.append(f"{gib} GiB of RAM: {p.placement.kind} with {p.quant} on {p.runtime.id} ({pace}{slow})")
+                break
     return out
+
+
+def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:
+    """The largest llama.cpp quantization below the catalogued ones that gives an interactive plan."""
+    rt = next((r for r in cat.runtimes if r.id == "llama.cpp"), None)
+    if rt is None or fit.runtime_on_machine(machine, rt):
+        return None
+    have = [cat.quants[q.upper()] for q in model.quants() if q.upper() in cat.quants and "gguf" in cat.quants[q.upper()].formats]
+    if not have:
+        return None
+    ladder = sorted((q for q in cat.quants.values() if q.gguf and q.id in rt.quants and q.id != "MXFP4"),
+                    key=lambda q: -q.bpw("default"))
+    smallest = min(q.bpw("default") for q in have)
+    threshold = float(cat.constants["interactive_tokens_per_s"])
+    for q in ladder:
+        if q.bpw("default") >= smallest:
+            continue
+        gpus, _ = fit.runtime_gpus(machine, rt, q)
+        try:
+            est = memory.estimate(model, q.id, rt, cat, context=context, gpu=bool(gpus))
+            cpu = memory.estimate(model, q.id, rt, cat, context=context, gpu=False)
+        except PlannerError:
+            continue
+        placed = fit.place(est, cpu, model, machine, rt, q, cat)
+        if isinstance(placed, fit.Rejection):
+            continue
+        spd = speed.estimate_speed(cpu if placed.kind == "cpu" else est, model, placed, machine, rt, cat)
+        if spd is not None and spd.expected >= threshold:
+            return (f"a smaller quantization: {q.id} ({placed.required_bytes / 2**30:.1f} GiB, {placed.kind}, "
+                    f"~{spd.expected:.0f} tokens/s; not in the catalog: check that a GGUF repo publishes it)")
+    return None
 
 
 def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:

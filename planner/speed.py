@@ -136,6 +136,14 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
             t = seconds_per_token(per_token, ram_bw, layers, k_cpu)
         out[name] = 1.0 / t
     low = out["low"] * k["low"]
+    if placement.kind in ("cpu", "partial-offload"):
+        # Few cores may not keep up with RAM: the low end assumes the slowest published per-core rate.
+        w, kv = decode_bytes(est, model, 1.0)
+        cpu_share = 1.0 if placement.kind == "cpu" else 1 - (placement.gpu_layers or 0) / layers
+        floor = machine.cpu.usable_cores * catalog.constants["speed"]["cpu_per_core_floor_bytes_per_s"]
+        cpu_time = (w + kv) * cpu_share / floor
+        gpu_time = 0.0 if placement.kind == "cpu" else (w + kv) * (1 - cpu_share) / (k["efficiency"] * bw)
+        low = min(low, 1.0 / (cpu_time + gpu_time))
     high = out["high"] * k["high"]
     expected = out["expected"]
     prefill = _prefill(model, placement, used, catalog)

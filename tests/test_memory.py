@@ -130,18 +130,17 @@ def test_transformers_prefill_peak_per_context(cat, mid, ctx):
     assert abs(predicted - c["peak_prefill_over_weights"]) / c["peak_prefill_over_weights"] < 0.05
 
 
-def test_every_catalog_combination_answers(cat):
+def test_every_model_quantization_and_runtime_answers(cat):
     n = 0
     for m in cat.models:
         for rt in cat.runtimes:
             for q in rt.quants:
-                spec = cat.quants.get(q.upper())
-                if spec is None or memory.artifact_format(m, spec, rt) is None:
-                    continue
                 est = memory.estimate(m, q, rt, cat, context=min(4096, m.context_length))
                 assert est.total_bytes > est.weights_bytes > 0
+                catalogued = memory.artifact_format(m, cat.quants[q.upper()], rt) is not None
+                assert catalogued or any("no " in n and "artifact" in n for n in est.notes)
                 n += 1
-    assert n > 300
+    assert n > 1000
 
 
 def test_estimate_errors_are_plain(cat):
