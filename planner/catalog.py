@@ -256,6 +256,7 @@ class RuntimeSpec:
     install: str | None = None
     notes: tuple[str, ...] = ()
     format_os: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format -> OSes where it loads
+    multi_node: dict[str, Any] = field(default_factory=dict)  # {supported, how}
     rank: int = 0  # preference among equally good plans (lower first)
 
     def supports_os(self, system: str) -> bool:
@@ -266,8 +267,9 @@ class RuntimeSpec:
             "id": self.id, "name": self.name, "os": list(self.os), "accelerators": self.accelerators,
             "formats": list(self.formats), "quants": list(self.quants),
             "quant_min_compute_capability": self.quant_min_cc,
-            "kv_cache_types": self.kv_cache_types, "multi_gpu": self.multi_gpu,
+            "kv_cache_types": self.kv_cache_types, "multi_gpu": self.multi_gpu, "multi_node": self.multi_node,
             "partial_offload": self.partial_offload, "default_port": self.default_port,
+            "default_context": self.memory.get("default_context"),
             "install": self.install, "notes": list(self.notes), "sources": list(self.sources),
         }
 
@@ -485,6 +487,7 @@ def _runtime(raw: Any, where: str) -> RuntimeSpec:
         mla_cache=e.get("mla_cache", bool, False, True),
         install=e.get("install", str, False), notes=e.strings("notes"), rank=e.get("rank", int, False, 0),
         format_os={str(k): tuple(v) for k, v in e.get("format_os", dict, False, {}).items()},
+        multi_node=e.get("multi_node", dict),
         sources=e.strings("sources", required=True))
     e.done()
     return spec
