@@ -16,7 +16,8 @@ class DefaultGroup(click.Group):
     """`plan-deploy [OPTIONS]` runs `plan`: a first argument that is no command goes to `plan`."""
 
     def parse_args(self, ctx, args):
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+        # Options go to `plan`; a bare word that is no command stays, so click says "No such command".
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h", "--version")):
             args = ["plan", *args]
         return super().parse_args(ctx, args)
 
