@@ -185,7 +185,7 @@ def _gguf_weight_bits_uncached(quant: QuantSpec, arch: Architecture, constants: 
                 t = memo[sig]
             if g.layer is not None:
                 nth += 1
-            key = "layers" if g.layer is not None else g.cls
+            key = "experts" if g.expert else ("layers" if g.layer is not None else g.cls)
             totals[key] = totals.get(key, 0.0) + g.params * bits[t]
     return totals
 
@@ -212,7 +212,7 @@ def _plain_weight_bits_uncached(quant: QuantSpec, arch: Architecture) -> dict[st
             b = quant.bpw(g.cls if g.cls in ("embed", "output") else "default")
             if g.cls == "embed" and arch.tied_embeddings and "output" in quant.bits:
                 b = quant.bits["output"]
-        key = "layers" if g.layer is not None else g.cls
+        key = "experts" if g.expert else ("layers" if g.layer is not None else g.cls)
         totals[key] = totals.get(key, 0.0) + g.params * b
     return totals
 
@@ -223,6 +223,7 @@ class Weights:
     per_layer_bytes: int  # repeating layers, for layer-wise placement
     non_layer_bytes: int  # embeddings, output head, final norm (+ vision tower)
     source: str  # "artifact" (real file size) or "formula"
+    read_bytes: int = 0  # read per generated token: routed experts in use, one embedding row
 
 
 def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
@@ -234,8 +235,14 @@ def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
         totals = _gguf_weight_bits(quant, arch, constants)
     else:
         totals = _plain_weight_bits(quant, arch)
-    layer_bytes = totals.pop("layers", 0.0) / 8
+    experts = totals.pop("experts", 0.0) / 8
+    layer_bytes = totals.pop("layers", 0.0) / 8 + experts
     non_layer = sum(totals.values()) / 8
+    # Per generated token: every non-expert weight, the routed experts' share, no embedding table
+    # (a lookup reads one row) unless it doubles as the output head.
+    share = arch.moe.experts_per_token / arch.moe.experts if arch.moe else 1.0
+    embed = 0.0 if arch.tied_embeddings else totals.get("embed", 0.0) / 8
+    read = layer_bytes - experts + experts * share + non_layer - embed
     if fmt not in ("gguf", "ollama") and arch.extra_params:
         # Multimodal safetensors repos load their vision tower too (kept in 16 bits).
         non_layer += arch.extra_params * 2
@@ -245,9 +252,10 @@ def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
         art = _sized_artifact(model, fmt, quant.id)
         if art is not None:
             scale = art / total if total else 1.0
-            layer_bytes, non_layer, total, source = layer_bytes * scale, non_layer * scale, art, "artifact"
+            layer_bytes, non_layer, read = layer_bytes * scale, non_layer * scale, read * scale
+            total, source = art, "artifact"
     return Weights(total_bytes=int(round(total)), per_layer_bytes=int(round(layer_bytes / arch.layers)),
-                   non_layer_bytes=int(round(non_layer)), source=source)
+                   non_layer_bytes=int(round(non_layer)), source=source, read_bytes=int(round(read)))
 
 
 def _sized_artifact(model: ModelSpec, fmt: str, quant: str) -> int | None:
@@ -337,6 +345,7 @@ class MemoryEstimate:
     non_layer_bytes: int
     kv_bytes_per_token: float
     weights_source: str
+    weights_read_bytes: int = 0  # weights read per generated token (MoE: experts in use)
     notes: tuple[str, ...] = ()
 
     @property
@@ -418,7 +427,7 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
         context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
         overhead_bytes=overhead, layers=arch.layers, per_layer_bytes=w.per_layer_bytes,
         non_layer_bytes=w.non_layer_bytes, kv_bytes_per_token=per_token, weights_source=w.source,
-        notes=tuple(notes))
+        weights_read_bytes=w.read_bytes, notes=tuple(notes))
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,

@@ -79,9 +79,14 @@ def decode_constants(catalog: Catalog, runtime: RuntimeSpec, hw: str) -> dict[st
     return row.get(hw) or table["gguf"][hw]
 
 
-def seconds_per_token(bytes_per_token: float, bandwidth: float, layers: int, k: dict[str, float]) -> float:
-    """Bytes over effective bandwidth, plus a fixed cost per layer (kernel launches, sync)."""
-    return bytes_per_token / (k["efficiency"] * bandwidth) + layers * k["layer_overhead_us"] * 1e-6
+def seconds_per_token(bytes_per_token: float, bandwidth: float, layers: int, k: dict[str, float],
+                      moe_factor: float = 1.0) -> float:
+    """Bytes over effective bandwidth, plus a fixed cost per layer (kernel launches, sync).
+
+    MoE layers read their routed experts in scattered pieces: `moe_factor` (< 1) lowers the
+    efficiency for them.
+    """
+    return bytes_per_token / (k["efficiency"] * moe_factor * bandwidth) + layers * k["layer_overhead_us"] * 1e-6
 
 
 def gpu_bandwidth(gpu: Gpu) -> int | None:
@@ -94,7 +99,7 @@ def ram_bandwidth(machine: Machine, catalog: Catalog) -> int:
 
 def decode_bytes(est: MemoryEstimate, model: ModelSpec, fill: float) -> tuple[float, float]:
     """(weight bytes, KV bytes) read per generated token with the context `fill` (0..1) full."""
-    weights = est.weights_bytes * read_fraction(model)
+    weights = est.weights_read_bytes or est.weights_bytes * read_fraction(model)
     kv = est.kv_bytes_per_token * est.context * fill
     return weights, kv
 
@@ -113,6 +118,7 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     k_cpu = decode_constants(catalog, runtime, "cpu")
     ram_bw = ram_bandwidth(machine, catalog)
     tp_scaling = catalog.constants["speed"]["tensor_parallel_scaling"]
+    mf = catalog.constants["speed"]["moe_efficiency_factor"] if model.is_moe else 1.0
     layers = est.layers
     out: dict[str, float] = {}
     for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
@@ -122,18 +128,18 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
         if placement.kind != "cpu" and not bw:
             return None
         if placement.kind in ("gpu", "unified"):
-            t = seconds_per_token(per_token, bw, layers, k)
+            t = seconds_per_token(per_token, bw, layers, k, mf)
         elif placement.kind == "multi-gpu" and placement.tensor_parallel:
             # Each GPU reads 1/tp of the bytes; all-reduces take back part of the gain (policy).
-            t = seconds_per_token(per_token, bw * placement.tensor_parallel * tp_scaling, layers, k)
+            t = seconds_per_token(per_token, bw * placement.tensor_parallel * tp_scaling, layers, k, mf)
         elif placement.kind == "multi-gpu":
-            t = seconds_per_token(per_token, bw, layers, k)  # layer split: GPUs take turns
+            t = seconds_per_token(per_token, bw, layers, k, mf)  # layer split: GPUs take turns
         elif placement.kind == "partial-offload":
             share = (placement.gpu_layers or 0) / layers
-            t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k) + \
-                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu)
+            t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k, mf) + \
+                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf)
         else:
-            t = seconds_per_token(per_token, ram_bw, layers, k_cpu)
+            t = seconds_per_token(per_token, ram_bw, layers, k_cpu, mf)
         out[name] = 1.0 / t
     low = out["low"] * k["low"]
     if placement.kind in ("cpu", "partial-offload"):

@@ -23,6 +23,8 @@ from tests.bench_data import load_rows  # noqa: E402
 def main() -> None:
     cat = catalog.load()
     rows = [r for r in load_rows(cat) if r.test.startswith("tg")]
+    moe = [r for r in rows if r.model.is_moe]
+    rows = [r for r in rows if not r.model.is_moe]
     for backend in sorted({r.klass for r in rows}):
         sel = [r for r in rows if r.klass == backend]
         best = None
@@ -43,6 +45,15 @@ def main() -> None:
         print(f"{backend:9} rows={n:3} efficiency={e:.2f} layer_overhead_us={us:3d} median_abs_err={med:.1%} "
               f"measured/predicted p5={ratios[int(n * 0.05)]:.2f} p95={ratios[min(n - 1, int(n * 0.95))]:.2f} "
               f"min={ratios[0]:.2f} max={ratios[-1]:.2f}")
+    table = cat.constants["speed"]["decode"]["gguf"]
+    factors = []
+    for r in moe:
+        k = table[r.klass]
+        pred = 1 / (r.bytes_per_token / (k["efficiency"] * r.bandwidth) + r.layers * k["layer_overhead_us"] * 1e-6)
+        factors.append(r.tokens_per_s / pred)
+    if factors:
+        print(f"MoE runs={len(factors)} measured/predicted with the shipped dense constants: "
+              f"{', '.join(f'{f:.2f}' for f in factors)} -> moe_efficiency_factor {statistics.median(factors):.2f}")
 
 
 
@@ -60,7 +71,9 @@ def report() -> None:
         k = table[klass]
         errs, base, inside = [], [], 0
         for r in (x for x in rows if x.klass == klass):
-            pred = 1 / (r.bytes_per_token / (k["efficiency"] * r.bandwidth) + r.layers * k["layer_overhead_us"] * 1e-6)
+            mf = cat.constants["speed"]["moe_efficiency_factor"] if r.model.is_moe else 1.0
+            pred = 1 / (r.bytes_per_token / (k["efficiency"] * mf * r.bandwidth)
+                        + r.layers * k["layer_overhead_us"] * 1e-6)
             errs.append(abs(pred - r.tokens_per_s) / r.tokens_per_s)
             inside += pred * k["low"] <= r.tokens_per_s <= pred * k["high"]
             base.append(abs(base_e * r.bandwidth / r.weights_bytes - r.tokens_per_s) / r.tokens_per_s)

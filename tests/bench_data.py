@@ -9,7 +9,7 @@ import yaml
 
 from planner.catalog import Architecture, Catalog, Licence, ModelSpec
 from planner.memory import weights
-from planner.speed import hardware_class, read_fraction
+from planner.speed import hardware_class
 
 BENCH = Path(__file__).resolve().parent / "data" / "llama_cpp_bench.yaml"
 
@@ -28,9 +28,11 @@ class Row:
     source: str
     klass: str
 
+    read_share: float = 1.0  # weights read per token / all weights (formula; MoE experts in use)
+
     @property
     def bytes_per_token(self) -> float:
-        return self.weights_bytes * read_fraction(self.model)
+        return self.weights_bytes * self.read_share
 
     @property
     def layers(self) -> int:
@@ -56,14 +58,12 @@ def load_rows(cat: Catalog) -> list[Row]:
         if not bw:
             continue
         model = refs.get(r["model"]) or cat.model(r["model"])
-        if r.get("model_size_gib"):
-            w = int(r["model_size_gib"] * 2**30)
-        else:
-            w = weights(model, cat.quants[r["quant"]], "gguf", cat, use_artifact=False).total_bytes
+        formula = weights(model, cat.quants[r["quant"]], "gguf", cat, use_artifact=False)
+        w = int(r["model_size_gib"] * 2**30) if r.get("model_size_gib") else formula.total_bytes
         spec = gpus.get(r.get("gpu"))
         vendor = {"CUDA": "nvidia", "Metal": "apple", "Vulkan": "amd", "CPU": None}[r["backend"]]
         klass = hardware_class(vendor, spec.memory_type if spec else None)
-        rows.append(Row(klass=klass, hardware=r["hardware"], backend=r["backend"], model=model, quant=r["quant"], test=r["test"],
+        rows.append(Row(klass=klass, read_share=formula.read_bytes / formula.total_bytes, hardware=r["hardware"], backend=r["backend"], model=model, quant=r["quant"], test=r["test"],
                         tokens_per_s=float(r["tokens_per_s"]), bandwidth=bw * 1e9, weights_bytes=w,
                         gpus=r.get("gpus", 1), source=r["source"]))
     return rows
