@@ -290,8 +290,8 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
                      f"(under {threshold:g} tokens/s)")
     if spd is None:
         notes.append("speed unknown: no memory bandwidth for this device")
-    elif runtime.speed.get("class") in ("vllm", "mlx"):
-        notes.append(f"speed uses llama.cpp's measured efficiency on this hardware ({runtime.id} assumed alike)")
+    elif runtime.speed.get("note"):
+        notes.append(runtime.speed["note"])
     lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv)
     notes += list(lnch.notes)
     q, estimated = quality(model, cat)

@@ -17,11 +17,38 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from planner import catalog  # noqa: E402
-from tests.bench_data import load_rows  # noqa: E402
+from tests.bench_data import load_rows, load_runtime_rows  # noqa: E402
+
+
+def fit(sel):
+    """(median |error|, efficiency, per-layer overhead in us, relative errors) minimising the median error."""
+    best = None
+    for e100 in range(40, 101):
+        e = e100 / 100
+        for us in range(0, 301, 5):
+            c = us * 1e-6
+            errs = [(1 / (r.bytes_per_token / (e * r.bandwidth) + r.layers * c) - r.tokens_per_s) / r.tokens_per_s
+                    for r in sel]
+            med = statistics.median(abs(x) for x in errs)
+            if best is None or med < best[0]:
+                best = (med, e, us, errs)
+    return best
+
+
+def fit_runtimes(cat) -> None:
+    """vLLM and MLX-LM: one (efficiency, overhead) per runtime over its dense single-request runs."""
+    rows = load_runtime_rows(cat)
+    for runtime in sorted({r.klass.split("/")[0] for r in rows}):
+        sel = [r for r in rows if r.klass.startswith(runtime + "/") and not r.model.is_moe]
+        med, e, us, _ = fit(sel)
+        ratios = sorted(r.tokens_per_s * (r.bytes_per_token / (e * r.bandwidth) + r.layers * us * 1e-6) for r in sel)
+        print(f"{runtime:9} rows={len(sel):3} efficiency={e:.2f} layer_overhead_us={us:3d} median_abs_err={med:.1%} "
+              f"measured/predicted min={ratios[0]:.2f} max={ratios[-1]:.2f}")
 
 
 def main() -> None:
     cat = catalog.load()
+    fit_runtimes(cat)
     rows = [r for r in load_rows(cat) if r.test.startswith("tg")]
     moe = [r for r in rows if r.model.is_moe]
     rows = [r for r in rows if not r.model.is_moe]
@@ -84,6 +111,20 @@ def report() -> None:
               f"{statistics.median(base):15.1%}")
     print(f"{'all':9} {len(all_err):4d} {statistics.median(all_err):12.1%} {all_in / len(all_err):9.0%} "
           f"{statistics.median(all_base):15.1%}   (baseline efficiency {base_e:.2f})")
+    print()
+    print(f"{'runtime/class':18} {'runs':>4} {'median |err|':>12} {'in range':>9}")
+    rrows = load_runtime_rows(cat)
+    for klass in sorted({r.klass for r in rrows}):
+        runtime_class, hw = klass.split("/")
+        k = cat.constants["speed"]["decode"][runtime_class].get(hw) or table[hw]
+        errs, inside = [], 0
+        for r in (x for x in rrows if x.klass == klass):
+            mf = cat.constants["speed"]["moe_efficiency_factor"] if r.model.is_moe else 1.0
+            pred = 1 / (r.bytes_per_token / (k["efficiency"] * mf * r.bandwidth)
+                        + r.layers * k["layer_overhead_us"] * 1e-6)
+            errs.append(abs(pred - r.tokens_per_s) / r.tokens_per_s)
+            inside += pred * k["low"] <= r.tokens_per_s <= pred * k["high"]
+        print(f"{klass:18} {len(errs):4d} {statistics.median(errs):12.1%} {inside / len(errs):9.0%}")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,30 @@ def load_rows(cat: Catalog) -> list[Row]:
                         tokens_per_s=float(r["tokens_per_s"]), bandwidth=bw * 1e9, weights_bytes=w,
                         gpus=r.get("gpus", 1), source=r["source"]))
     return rows
+
+
+RUNTIME_BENCH = Path(__file__).resolve().parent / "data" / "runtime_bench.yaml"
+
+
+def load_runtime_rows(cat: Catalog) -> list[Row]:
+    """Single-request vLLM / MLX-LM runs: bytes read per token include the KV cache at `context`."""
+    from planner.memory import kv_bytes_per_token
+
+    doc = yaml.safe_load(RUNTIME_BENCH.read_text())
+    gpus = {g.id: g for g in cat.gpus}
+    rows = []
+    for r in doc["runs"]:
+        spec = gpus[r["gpu"]]
+        model = cat.model(r["model"])
+        rt = cat.runtime(r["runtime"])
+        w = weights(model, cat.quants[r["quant"].upper()],
+                    r["format"], cat, use_artifact=False)
+        ctx = max(1, r.get("context", 0))
+        kv = kv_bytes_per_token(model.arch, 16, context=ctx, sliding_window_cache=rt.sliding_window_cache,
+                                mla_cache=rt.mla_cache) * ctx
+        rows.append(Row(klass=f"{rt.speed['class']}/{hardware_class(spec.vendor, spec.memory_type)}",
+                        read_share=(w.read_bytes + kv) / w.total_bytes, hardware=r["hardware"],
+                        backend=r["runtime"], model=model, quant=r["quant"], test="tg",
+                        tokens_per_s=float(r["tokens_per_s"]), bandwidth=spec.bandwidth_gbps * 1e9,
+                        weights_bytes=w.total_bytes, gpus=1, source=r["source"]))
+    return rows

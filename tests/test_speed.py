@@ -14,7 +14,7 @@ from planner.fit import Placement
 from planner.hardware import Cpu, Gpu, Machine, Memory, OsInfo
 from planner.memory import MemoryEstimate
 
-from .bench_data import load_rows
+from .bench_data import load_rows, load_runtime_rows
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ VENDOR = {"cuda": "nvidia", "cuda-hbm": "nvidia", "metal": "apple", "vulkan": "a
 KIND = {"cuda": "rtx-4090", "cuda-hbm": "h100-sxm"}
 
 
-def predict(cat, row):
+def predict(cat, row, runtime="llama.cpp"):
     """The planner's range for one published run: a GPU with the run's bandwidth, a near-empty context."""
     est = MemoryEstimate(model=row.model.id, hf_repo="-", quant=row.quant, runtime="llama.cpp", format="gguf",
                          context=128, batch=1, kv_cache_type="f16", weights_bytes=row.weights_bytes,
@@ -39,11 +39,12 @@ def predict(cat, row):
                          per_layer_bytes=row.weights_bytes // row.layers, non_layer_bytes=0,
                          kv_bytes_per_token=0.0, weights_source="formula",
                          weights_read_bytes=int(row.bytes_per_token))
-    vendor = VENDOR[row.klass]
+    hw = row.klass.split("/")[-1]
+    vendor = VENDOR[hw]
     gpus = ()
     if vendor:
         gpus = tuple(Gpu(index=i, vendor=vendor, name=row.hardware, memory_total_bytes=1 << 40,
-                         memory_bandwidth_bytes_per_s=int(row.bandwidth), catalog_id=KIND.get(row.klass),
+                         memory_bandwidth_bytes_per_s=int(row.bandwidth), catalog_id=KIND.get(hw),
                          unified_memory=vendor == "apple") for i in range(row.gpus))
     machine = Machine(os=OsInfo(system="Linux"), cpu=Cpu(model="x", arch="x86_64", physical_cores=8, logical_cores=8,
                                                          usable_cores=8),
@@ -52,7 +53,7 @@ def predict(cat, row):
     kind = "cpu" if not vendor else ("multi-gpu" if row.gpus > 1 else "gpu")
     placement = Placement(kind=kind, required_bytes=1, available_bytes=2, device_bytes=1, host_bytes=0,
                           gpus=tuple(g.index for g in gpus))
-    return speed.estimate_speed(est, row.model, placement, machine, cat.runtime("llama.cpp"), cat)
+    return speed.estimate_speed(est, row.model, placement, machine, cat.runtime(runtime), cat)
 
 
 def test_published_runs_fall_inside_the_predicted_range(cat, rows):
@@ -70,6 +71,18 @@ def test_published_runs_fall_inside_the_predicted_range(cat, rows):
     assert inside / len(rows) >= 0.8
     for klass, errs in table.items():
         assert statistics.median(errs) < 0.15, klass
+
+
+def test_vllm_and_mlx_single_request_runs(cat):
+    rows = load_runtime_rows(cat)
+    errs, inside = [], 0
+    for r in rows:
+        s = predict(cat, r, runtime=r.backend)
+        errs.append(abs(s.expected - r.tokens_per_s) / r.tokens_per_s)
+        inside += s.low <= r.tokens_per_s <= s.high
+    assert len(rows) >= 10 and {r.backend for r in rows} == {"vllm", "mlx-lm"}
+    assert statistics.median(errs) < 0.15
+    assert inside / len(rows) >= 0.8
 
 
 def test_the_same_gpu_named_differently_gets_the_same_speed(cat):
