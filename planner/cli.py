@@ -204,7 +204,7 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
         res = recommend.plan(cat, machine, req, explain=True)
         ctx = res.context
         best_per_runtime = {}
-        for p in res.plans:
+        for p in sorted(res.plans, key=recommend.best_per_model_key):
             best_per_runtime.setdefault(p.runtime.id, p)
         options = sorted(best_per_runtime.values(), key=recommend.best_per_model_key)
         best = recommend.one_per_model(res.plans)[0] if res.plans else None

@@ -176,9 +176,11 @@ def plan_key(plan: Plan) -> tuple:
 
 
 def best_per_model_key(plan: Plan) -> tuple:
-    """Within one model: usable first, best placement, best quantization, fastest, runtime preference."""
-    return (not plan.interactive, PLACEMENT_ORDER[plan.placement.kind], -round(_quant_tier(plan), 2),
-            -round(_tps(plan), 1), plan.runtime.rank, plan.runtime.id, plan.quant)
+    """Within one model: usable first, best placement; then the best quantization among usable
+    plans, but the fastest among plans too slow to use; then runtime preference."""
+    tier, tps = -round(_quant_tier(plan), 2), -round(_tps(plan), 1)
+    return (not plan.interactive, PLACEMENT_ORDER[plan.placement.kind],
+            (tier, tps) if plan.interactive else (tps, tier), plan.runtime.rank, plan.runtime.id, plan.quant)
 
 
 # ---------------------------------------------------------------- planning
