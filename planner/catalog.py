@@ -221,6 +221,7 @@ class GpuSpec:
     bf16_tflops: float | None = None
     fp8: bool = False
     gpu_cores: int | None = None
+    prefill_tflops: float | None = None  # measured effective prompt-processing FLOP/s (Apple chips)
     sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,7 +231,8 @@ class GpuSpec:
             "memory_gib": self.memory_gib, "memory_options_gib": list(self.memory_options_gib),
             "memory_type": self.memory_type, "bandwidth_gbps": self.bandwidth_gbps,
             "compute_capability": self.compute_capability, "bf16_tflops": self.bf16_tflops,
-            "fp8": self.fp8, "gpu_cores": self.gpu_cores, "sources": list(self.sources),
+            "fp8": self.fp8, "gpu_cores": self.gpu_cores, "prefill_tflops": self.prefill_tflops,
+            "sources": list(self.sources),
         }
 
 
@@ -458,6 +460,7 @@ def _gpu(raw: Any, where: str) -> GpuSpec:
         memory_type=e.get("memory_type", str, False), bandwidth_gbps=e.get("bandwidth_gbps", float, False),
         compute_capability=None if cc is None else str(cc), bf16_tflops=e.get("bf16_tflops", float, False),
         fp8=e.get("fp8", bool, False, False), gpu_cores=e.get("gpu_cores", int, False),
+        prefill_tflops=e.get("prefill_tflops", float, False),
         sources=e.strings("sources", required=True))
     e.done(allowed_extra=("tflops_note", "unsourced", "notes"))
     if spec.memory_gib is None and not spec.memory_options_gib:

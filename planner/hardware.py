@@ -35,6 +35,7 @@ class Gpu:
     mig_instance: str | None = None  # e.g. "1g.10gb" when this entry is a MIG instance
     catalog_id: str | None = None  # data/gpus.yaml id, when matched or hypothetical
     bf16_tflops: float | None = None  # dense tensor throughput, from the GPU catalog
+    prefill_tflops: float | None = None  # measured prompt-processing FLOP/s, from the GPU catalog
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -50,7 +51,7 @@ class Gpu:
             "unified_memory": self.unified_memory,
         }
         for key in ("memory_reserved_bytes", "pcie_generation", "pcie_width", "mig_instance",
-                    "catalog_id", "bf16_tflops"):
+                    "catalog_id", "bf16_tflops", "prefill_tflops"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -252,6 +253,7 @@ def machine_from_dict(doc: Any, source: str = "machine file") -> Machine:
             mig_instance=_opt_str(g.get("mig_instance")),
             catalog_id=_opt_str(g.get("catalog_id")),
             bf16_tflops=r.get(g, "bf16_tflops", f"{p}.bf16_tflops", float, required=False),
+            prefill_tflops=r.get(g, "prefill_tflops", f"{p}.prefill_tflops", float, required=False),
         ))
     name = doc.get("name")
     return Machine(os=os_info, cpu=cpu, memory=memory, gpus=tuple(gpus),
@@ -376,6 +378,8 @@ def enrich(machine: Machine, catalog) -> Machine:
         upd: dict = {"catalog_id": spec.id}
         if g.bf16_tflops is None and spec.bf16_tflops and not g.mig_instance:
             upd["bf16_tflops"] = spec.bf16_tflops
+        if g.prefill_tflops is None and spec.prefill_tflops:
+            upd["prefill_tflops"] = spec.prefill_tflops
         if not g.memory_bandwidth_bytes_per_s and spec.bandwidth_gbps:
             upd["memory_bandwidth_bytes_per_s"] = int(spec.bandwidth_gbps * 1e9)
             notes.append(f"GPU {g.index}: bandwidth {spec.bandwidth_gbps:g} GB/s from the GPU catalog ({spec.id})")
@@ -429,7 +433,7 @@ def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None,
             ram_total = total if ram is None else ram
             gpus.append(Gpu(index=0, vendor="apple", name=spec.name, memory_total_bytes=total,
                             memory_bandwidth_bytes_per_s=int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None,
-                            unified_memory=True, catalog_id=spec.id))
+                            unified_memory=True, catalog_id=spec.id, prefill_tflops=spec.prefill_tflops))
         else:
             label = vram if vram is not None else int((spec.memory_gib or 0) * GIB)
             if vram is None and spec.vendor == "nvidia":

@@ -159,9 +159,13 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
 
 
 def _prefill(model: ModelSpec, placement: Placement, used: list[Gpu], catalog: Catalog) -> float | None:
-    """Prompt tokens/s when the model is on GPUs with a known dense BF16 throughput."""
-    if placement.kind not in ("gpu", "multi-gpu") or not used:
+    """Prompt tokens/s when the model is on GPUs with a known throughput: a measured effective
+    figure (Apple chips: llama.cpp's pp512), else dense BF16 TFLOPS x the class's efficiency."""
+    if placement.kind not in ("gpu", "multi-gpu", "unified") or not used:
         return None
+    measured = min((g.prefill_tflops or 0) for g in used)
+    if measured:
+        return measured * 1e12 * (placement.tensor_parallel or 1) / (2 * model.decode_params)
     tflops = min((g.bf16_tflops or 0) for g in used)
     eff = catalog.constants["speed"]["prefill_efficiency"].get(gpu_class(used[0], catalog))
     if not tflops or not eff:

@@ -146,3 +146,16 @@ def test_partial_offload_runs_at_the_pace_of_ram(cat):
     est = replace(_est(40 * 10**9), layers=80)
     part = speed.estimate_speed(est, m, off, _machine(10**12), rt, cat)
     assert part.expected < full.expected / 5
+
+
+def test_apple_prefill_comes_from_the_chips_measured_prompt_rate(cat):
+    from planner import recommend
+    from planner.hardware import hypothetical
+
+    mac = hypothetical(cat, gpu="m2-max-64", vram=None, ram=None, cpu_cores=None)
+    res = recommend.plan(cat, mac, recommend.Request(models=("llama-3.1-8b",), runtimes=("llama.cpp",),
+                                                    quants=("Q4_K_M",)))
+    (p,) = res.plans
+    # discussion #4167: M2 Max 38-core, LLaMA 7B Q4_0 pp512 = 671.31 tokens/s, scaled by parameters
+    expected = 671.31 * 6738415616 / cat.model("llama-3.1-8b").params
+    assert p.speed.prefill_tokens_per_s == pytest.approx(expected, rel=0.01)
