@@ -35,13 +35,17 @@ def fit(sel):
     return best
 
 
+def measured_over_predicted(r, e: float, us: float) -> float:
+    return r.tokens_per_s * (r.bytes_per_token / (e * r.bandwidth) + r.layers * us * 1e-6)
+
+
 def fit_runtimes(cat) -> None:
     """vLLM and MLX-LM: one (efficiency, overhead) per runtime over its dense single-request runs."""
     rows = load_runtime_rows(cat)
     for runtime in sorted({r.klass.split("/")[0] for r in rows}):
         sel = [r for r in rows if r.klass.startswith(runtime + "/") and not r.model.is_moe]
         med, e, us, _ = fit(sel)
-        ratios = sorted(r.tokens_per_s * (r.bytes_per_token / (e * r.bandwidth) + r.layers * us * 1e-6) for r in sel)
+        ratios = sorted(measured_over_predicted(r, e, us) for r in sel)
         print(f"{runtime:9} rows={len(sel):3} efficiency={e:.2f} layer_overhead_us={us:3d} median_abs_err={med:.1%} "
               f"measured/predicted min={ratios[0]:.2f} max={ratios[-1]:.2f}")
 
@@ -54,21 +58,9 @@ def main() -> None:
     rows = [r for r in rows if not r.model.is_moe]
     for backend in sorted({r.klass for r in rows}):
         sel = [r for r in rows if r.klass == backend]
-        best = None
-        for e100 in range(40, 101):
-            e = e100 / 100
-            for us in range(0, 301, 5):
-                c = us * 1e-6
-                errs = [(1 / (r.bytes_per_token / (e * r.bandwidth) + r.layers * c) - r.tokens_per_s) / r.tokens_per_s
-                        for r in sel]
-                med = statistics.median(abs(x) for x in errs)
-                if best is None or med < best[0]:
-                    best = (med, e, us, errs)
-        med, e, us, errs = best
-        errs.sort()
-        n = len(errs)
-        ratios = sorted(r.tokens_per_s * (sel[0].bytes_per_token * 0 + 1) / (1 / (r.bytes_per_token / (e * r.bandwidth)
-                        + r.layers * us * 1e-6)) for r in sel)
+        med, e, us, _ = fit(sel)
+        n = len(sel)
+        ratios = sorted(measured_over_predicted(r, e, us) for r in sel)
         print(f"{backend:9} rows={n:3} efficiency={e:.2f} layer_overhead_us={us:3d} median_abs_err={med:.1%} "
               f"measured/predicted p5={ratios[int(n * 0.05)]:.2f} p95={ratios[min(n - 1, int(n * 0.95))]:.2f} "
               f"min={ratios[0]:.2f} max={ratios[-1]:.2f}")
