@@ -111,7 +111,7 @@ def _request(licence, context, runtimes, quants, kv_cache_type, **extra):
     from .recommend import Request
 
     return Request(licence=licence, context=context, runtimes=tuple(runtimes),
-                   quants=tuple(q.upper() if q.lower() not in ("4bit", "8bit") else q.lower() for q in quants),
+                   quants=tuple(q.upper() for q in quants),
                    kv_cache_type=kv_cache_type, **extra)
 
 

@@ -202,3 +202,11 @@ def test_probe_measures_bandwidth_only_when_asked():
     doc = json.loads(out)
     assert doc["memory"]["bandwidth_bytes_per_s"] > 10**8
     assert any("RAM bandwidth measured" in n for n in doc["notes"])
+
+
+def test_quant_filter_is_case_insensitive():
+    _, out, _ = run("--gpu", "m3-max-64", "--quant", "4bit", "--format", "json", "--all")
+    quants = {p["quant"] for p in json.loads(out)["plans"]}
+    assert quants == {"4bit"}
+    _, out, _ = run("--gpu", "RTX 4090", "--quant", "q4_k_m", "--format", "json", "--all")
+    assert {p["quant"] for p in json.loads(out)["plans"]} == {"Q4_K_M"}
