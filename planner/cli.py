@@ -282,22 +282,22 @@ def _tps(p) -> str:
 @debug_option
 def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
     """Memory breakdown of one configuration (no hardware involved)."""
-    from . import catalog, memory, output
+    from . import catalog, memory, output, recommend
 
     cat = _catalog()
     models = catalog.find_models(model, cat)
     if len(models) != 1:
         raise UsageError(f"{model!r} names {len(models)} models: {', '.join(m.id for m in models)}",
                          hint="give one id")
-    try:
-        rt = cat.runtime(runtime)
-    except KeyError:
+    rid = recommend.runtime_id(runtime, cat)
+    if rid is None:
         import difflib
 
         ids = [r.id for r in cat.runtimes]
         close = difflib.get_close_matches(runtime, ids, n=3, cutoff=0.4)
         raise UsageError(f"unknown runtime {runtime!r}",
-                         hint=f"did you mean {', '.join(close)}?" if close else "known: " + ", ".join(ids)) from None
+                         hint=f"did you mean {', '.join(close)}?" if close else "known: " + ", ".join(ids))
+    rt = cat.runtime(rid)
     q = quant.upper() if quant.lower() not in ("4bit", "8bit") else quant.lower()
     est = memory.estimate(models[0], q, rt, cat, context=context, batch=batch, kv_cache_type=kv_cache_type)
     doc = est.to_dict()

@@ -234,10 +234,25 @@ def one_per_model(plans: list[Plan]) -> list[Plan]:
     return sorted(best.values(), key=plan_key)
 
 
+def runtime_id(name: str, cat: Catalog) -> str | None:
+    """'llama.cpp', 'llamacpp', 'LM Studio', 'lmstudio', 'MLX-LM' -> the catalog id (or None)."""
+    def key(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    for r in cat.runtimes:
+        if key(name) in (key(r.id), key(r.name.split(" (")[0])):
+            return r.id
+    return None
+
+
 def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list | None) -> list[RuntimeSpec]:
     known = {r.id for r in cat.runtimes}
+    wanted = set()
     for r in request.runtimes:
-        if r not in known:
+        rid = runtime_id(r, cat)
+        if rid is not None:
+            wanted.add(rid)
+        else:
             import difflib
 
             close = difflib.get_close_matches(r, sorted(known), n=3, cutoff=0.4)
@@ -245,7 +260,7 @@ def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list |
                              hint=f"did you mean {', '.join(close)}?" if close else "known: " + ", ".join(sorted(known)))
     out = []
     for rt in cat.runtimes:
-        if request.runtimes and rt.id not in request.runtimes:
+        if request.runtimes and rt.id not in wanted:
             continue
         why = fit.runtime_on_machine(machine, rt)
         if why:

@@ -210,3 +210,12 @@ def test_quant_filter_is_case_insensitive():
     assert quants == {"4bit"}
     _, out, _ = run("--gpu", "RTX 4090", "--quant", "q4_k_m", "--format", "json", "--all")
     assert {p["quant"] for p in json.loads(out)["plans"]} == {"Q4_K_M"}
+
+
+@pytest.mark.parametrize("name", ["llamacpp", "LLaMA.cpp", "LM Studio", "lmstudio", "MLX-LM", "Ollama"])
+def test_runtime_names_match_loosely(name):
+    quant = "4bit" if name == "MLX-LM" else "Q4_K_M"
+    code, _, err = run("estimate", "llama-3.1-8b", "--quant", quant, "--runtime", name, "--format", "json")
+    assert code == 0, err
+    code, _, err = run("--gpu", "m3-max-64", "--runtime", name, "--format", "json", "--top", "1")
+    assert code == 0, err
