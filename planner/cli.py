@@ -386,9 +386,15 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(Exit.ERROR)
+    except click.UsageError as e:
+        # One or two lines, like every other error: no usage banner.
+        click.echo(f"Error: {e.format_message()}", err=True)
+        cmd = e.ctx.command_path if e.ctx is not None else "plan-deploy"
+        click.echo(f"Hint: see `{cmd} --help`", err=True)
+        sys.exit(Exit.USAGE)
     except click.ClickException as e:
-        e.show()
-        sys.exit(Exit.USAGE if isinstance(e, click.UsageError) else Exit.ERROR)
+        click.echo(f"Error: {e.format_message()}", err=True)
+        sys.exit(Exit.ERROR)
     except PlannerError as e:
         if debug:
             raise

@@ -153,6 +153,8 @@ def test_probe_save_and_read_back(tmp_path):
     (("estimate", "llama-3.1-8b", "--quant", "Q4_K_M", "--runtime", "vllm"), 1, "does not load"),
     (("--runtime", "olama"), 2, "unknown runtime"),
     (("--context", "lots"), 2, "invalid --context"),
+    (("bogus",), 2, "No such command"),
+    (("--format", "xml"), 2, "'xml' is not one of"),
 ])
 def test_errors_are_one_line_and_never_a_traceback(args, code, message):
     got, out, err = run(*args)
@@ -160,6 +162,7 @@ def test_errors_are_one_line_and_never_a_traceback(args, code, message):
     assert message in err
     assert "Traceback" not in err + out
     assert len([line for line in err.splitlines() if line.startswith("Error")]) == 1
+    assert len([line for line in err.splitlines() if not line.startswith("note:")]) <= 2
 
 
 def test_bad_machine_file_names_file_and_field(tmp_path):
