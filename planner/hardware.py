@@ -386,7 +386,7 @@ def enrich(machine: Machine, catalog) -> Machine:
         if g.compute_capability is None and spec.compute_capability:
             upd["compute_capability"] = spec.compute_capability
         gpus.append(replace(g, **upd))
-    return replace(machine, gpus=tuple(gpus)).with_notes(*notes) if notes or gpus else machine
+    return replace(machine, gpus=tuple(gpus)).with_notes(*notes)
 
 
 def parse_gpu_arg(text: str) -> tuple[str, int]:

@@ -153,18 +153,19 @@ def gguf_tensor_type(quant: QuantSpec, arch: Architecture, g: TensorGroup, nth: 
     return t
 
 
-_GGUF_BITS: dict[tuple[str, Architecture], dict[str, float]] = {}
+_BITS: dict[tuple[bool, str, Architecture], dict[str, float]] = {}
+
+
+def _weight_bits(quant: QuantSpec, arch: Architecture, constants: dict, gguf: bool) -> dict[str, float]:
+    """Bits per tensor class summed ("layers": repeating layers, "experts": MoE experts), memoized
+    per (GGUF recipe or plain bits, quantization, architecture)."""
+    key = (gguf, quant.id, arch)
+    if key not in _BITS:
+        _BITS[key] = _gguf_weight_bits(quant, arch, constants) if gguf else _plain_weight_bits(quant, arch)
+    return dict(_BITS[key])
 
 
 def _gguf_weight_bits(quant: QuantSpec, arch: Architecture, constants: dict) -> dict[str, float]:
-    """Bits per tensor class summed ("layers": all repeating layers together); memoized."""
-    key = (quant.id, arch)
-    if key not in _GGUF_BITS:
-        _GGUF_BITS[key] = _gguf_weight_bits_uncached(quant, arch, constants)
-    return dict(_GGUF_BITS[key])
-
-
-def _gguf_weight_bits_uncached(quant: QuantSpec, arch: Architecture, constants: dict) -> dict[str, float]:
     bits = constants["ggml_type_bits"]
     by_class: dict[str, list[TensorGroup]] = {}
     for g in tensor_groups(arch):
@@ -190,17 +191,7 @@ def _gguf_weight_bits_uncached(quant: QuantSpec, arch: Architecture, constants: 
     return totals
 
 
-_PLAIN_BITS: dict[tuple[str, Architecture], dict[str, float]] = {}
-
-
 def _plain_weight_bits(quant: QuantSpec, arch: Architecture) -> dict[str, float]:
-    key = (quant.id, arch)
-    if key not in _PLAIN_BITS:
-        _PLAIN_BITS[key] = _plain_weight_bits_uncached(quant, arch)
-    return dict(_PLAIN_BITS[key])
-
-
-def _plain_weight_bits_uncached(quant: QuantSpec, arch: Architecture) -> dict[str, float]:
     totals: dict[str, float] = {}
     for g in tensor_groups(arch):
         if not g.quantized:
@@ -231,10 +222,7 @@ def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
     """Weight bytes: the real artifact's size when the catalog has it, else bits per tensor class."""
     arch = model.arch
     constants = catalog.constants
-    if fmt in ("gguf", "ollama") and quant.gguf:
-        totals = _gguf_weight_bits(quant, arch, constants)
-    else:
-        totals = _plain_weight_bits(quant, arch)
+    totals = _weight_bits(quant, arch, constants, gguf=fmt in ("gguf", "ollama") and bool(quant.gguf))
     experts = totals.pop("experts", 0.0) / 8
     layer_bytes = totals.pop("layers", 0.0) / 8 + experts
     non_layer = sum(totals.values()) / 8

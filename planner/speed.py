@@ -121,9 +121,12 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     mf = catalog.constants["speed"]["moe_efficiency_factor"] if model.is_moe else 1.0
     layers = est.layers
     out: dict[str, float] = {}
+    full_context_bytes = 0.0
     for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
         w, kv = decode_bytes(est, model, fill)
         per_token = w + kv
+        if name == "low":
+            full_context_bytes = per_token
         bw = min((gpu_bandwidth(g) or 0) for g in used) if used else 0
         if placement.kind != "cpu" and not bw:
             return None
@@ -144,11 +147,10 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     low = out["low"] * k["low"]
     if placement.kind in ("cpu", "partial-offload"):
         # Few cores may not keep up with RAM: the low end assumes the slowest published per-core rate.
-        w, kv = decode_bytes(est, model, 1.0)
         cpu_share = 1.0 if placement.kind == "cpu" else 1 - (placement.gpu_layers or 0) / layers
         floor = machine.cpu.usable_cores * catalog.constants["speed"]["cpu_per_core_floor_bytes_per_s"]
-        cpu_time = (w + kv) * cpu_share / floor
-        gpu_time = 0.0 if placement.kind == "cpu" else (w + kv) * (1 - cpu_share) / (k["efficiency"] * bw)
+        cpu_time = full_context_bytes * cpu_share / floor
+        gpu_time = 0.0 if placement.kind == "cpu" else full_context_bytes * (1 - cpu_share) / (k["efficiency"] * bw)
         low = min(low, 1.0 / (cpu_time + gpu_time))
     high = out["high"] * k["high"]
     expected = out["expected"]

@@ -17,7 +17,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from planner import catalog  # noqa: E402
+from planner.speed import seconds_per_token  # noqa: E402
 from tests.bench_data import load_rows, load_runtime_rows  # noqa: E402
+
+
+def predict(r, k: dict, moe_factor: float = 1.0) -> float:
+    """Tokens/s of one published run under constants `k`, by the planner's own formula."""
+    return 1 / seconds_per_token(r.bytes_per_token, r.bandwidth, r.layers, k, moe_factor if r.model.is_moe else 1.0)
 
 
 def fit(sel):
@@ -26,9 +32,8 @@ def fit(sel):
     for e100 in range(40, 101):
         e = e100 / 100
         for us in range(0, 301, 5):
-            c = us * 1e-6
-            errs = [(1 / (r.bytes_per_token / (e * r.bandwidth) + r.layers * c) - r.tokens_per_s) / r.tokens_per_s
-                    for r in sel]
+            k = {"efficiency": e, "layer_overhead_us": us}
+            errs = [(predict(r, k) - r.tokens_per_s) / r.tokens_per_s for r in sel]
             med = statistics.median(abs(x) for x in errs)
             if best is None or med < best[0]:
                 best = (med, e, us, errs)
@@ -36,7 +41,7 @@ def fit(sel):
 
 
 def measured_over_predicted(r, e: float, us: float) -> float:
-    return r.tokens_per_s * (r.bytes_per_token / (e * r.bandwidth) + r.layers * us * 1e-6)
+    return r.tokens_per_s / predict(r, {"efficiency": e, "layer_overhead_us": us})
 
 
 def fit_runtimes(cat) -> None:
@@ -67,14 +72,22 @@ def main() -> None:
     table = cat.constants["speed"]["decode"]["gguf"]
     factors = []
     for r in moe:
-        k = table[r.klass]
-        pred = 1 / (r.bytes_per_token / (k["efficiency"] * r.bandwidth) + r.layers * k["layer_overhead_us"] * 1e-6)
-        factors.append(r.tokens_per_s / pred)
+        factors.append(r.tokens_per_s / predict(r, table[r.klass]))
     if factors:
         print(f"MoE runs={len(factors)} measured/predicted with the shipped dense constants: "
               f"{', '.join(f'{f:.2f}' for f in factors)} -> moe_efficiency_factor {statistics.median(factors):.2f}")
 
 
+
+
+def score(rows, k: dict, moe_factor: float) -> tuple[list[float], int]:
+    """Relative errors of the expected figure, and how many runs fall inside the low-high range."""
+    errs, inside = [], 0
+    for r in rows:
+        pred = predict(r, k, moe_factor)
+        errs.append(abs(pred - r.tokens_per_s) / r.tokens_per_s)
+        inside += pred * k["low"] <= r.tokens_per_s <= pred * k["high"]
+    return errs, inside
 
 
 def report() -> None:
@@ -83,19 +96,15 @@ def report() -> None:
     cat = catalog.load()
     rows = [r for r in load_rows(cat) if r.test.startswith("tg")]
     table = cat.constants["speed"]["decode"]["gguf"]
+    mf = cat.constants["speed"]["moe_efficiency_factor"]
     base_e = statistics.median(r.tokens_per_s * r.weights_bytes / r.bandwidth for r in rows)
     print(f"{'class':9} {'runs':>4} {'median |err|':>12} {'in range':>9} {'baseline |err|':>15}")
     all_err, all_in, all_base = [], 0, []
     for klass in sorted({r.klass for r in rows}):
         k = table[klass]
-        errs, base, inside = [], [], 0
-        for r in (x for x in rows if x.klass == klass):
-            mf = cat.constants["speed"]["moe_efficiency_factor"] if r.model.is_moe else 1.0
-            pred = 1 / (r.bytes_per_token / (k["efficiency"] * mf * r.bandwidth)
-                        + r.layers * k["layer_overhead_us"] * 1e-6)
-            errs.append(abs(pred - r.tokens_per_s) / r.tokens_per_s)
-            inside += pred * k["low"] <= r.tokens_per_s <= pred * k["high"]
-            base.append(abs(base_e * r.bandwidth / r.weights_bytes - r.tokens_per_s) / r.tokens_per_s)
+        sel = [x for x in rows if x.klass == klass]
+        errs, inside = score(sel, k, mf)
+        base = [abs(base_e * r.bandwidth / r.weights_bytes - r.tokens_per_s) / r.tokens_per_s for r in sel]
         all_err += errs
         all_base += base
         all_in += inside
@@ -109,13 +118,7 @@ def report() -> None:
     for klass in sorted({r.klass for r in rrows}):
         runtime_class, hw = klass.split("/")
         k = cat.constants["speed"]["decode"][runtime_class].get(hw) or table[hw]
-        errs, inside = [], 0
-        for r in (x for x in rrows if x.klass == klass):
-            mf = cat.constants["speed"]["moe_efficiency_factor"] if r.model.is_moe else 1.0
-            pred = 1 / (r.bytes_per_token / (k["efficiency"] * mf * r.bandwidth)
-                        + r.layers * k["layer_overhead_us"] * 1e-6)
-            errs.append(abs(pred - r.tokens_per_s) / r.tokens_per_s)
-            inside += pred * k["low"] <= r.tokens_per_s <= pred * k["high"]
+        errs, inside = score([x for x in rrows if x.klass == klass], k, mf)
         print(f"{klass:18} {len(errs):4d} {statistics.median(errs):12.1%} {inside / len(errs):9.0%}")
 
 
