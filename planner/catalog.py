@@ -17,6 +17,7 @@ LICENCE_CLASSES = ("yes", "conditional", "no", "unknown")
 PERMISSIVE_LICENCES = ("apache-2.0", "mit", "bsd-3-clause")
 ATTENTION_KINDS = ("full", "sliding", "mla")
 ARTIFACT_FORMATS = ("gguf", "ollama", "safetensors", "awq", "gptq", "mlx")
+GPU_KINDS = ("desktop", "laptop", "datacenter", "apple", "workstation", "embedded", "apu")
 USE_CASES = ("chat", "code", "reasoning", "multilingual", "long-context", "edge", "vision")
 
 
@@ -222,6 +223,15 @@ class GpuSpec:
     fp8: bool = False
     gpu_cores: int | None = None
     prefill_tflops: float | None = None  # measured effective prompt-processing FLOP/s (Apple chips)
+    # What NVML reports as total memory, in MiB, from a real reading (nvidia-smi / NVML capture):
+    # a card shows less than its label (an "80GB" H100 SXM shows 81559 MiB, an L4 23034 MiB).
+    nvml_total_mib: int | None = None
+    # Unified memory (Apple, GB10, Jetson, Strix Halo): the GPU shares the machine's RAM.
+    unified_memory: bool = False
+    # The share of unified memory the GPU may allocate by default where a documented cap applies
+    # (e.g. a kernel driver's default graphics-translation-table limit); None = RAM less the OS reserve.
+    unified_gpu_fraction: float | None = None
+    host_arch: str | None = None  # CPU architecture of a unified-memory system: aarch64 | x86_64 | arm64
     sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,6 +242,8 @@ class GpuSpec:
             "memory_type": self.memory_type, "bandwidth_gbps": self.bandwidth_gbps,
             "compute_capability": self.compute_capability, "bf16_tflops": self.bf16_tflops,
             "fp8": self.fp8, "gpu_cores": self.gpu_cores, "prefill_tflops": self.prefill_tflops,
+            "nvml_total_mib": self.nvml_total_mib, "unified_memory": self.unified_memory,
+            "unified_gpu_fraction": self.unified_gpu_fraction, "host_arch": self.host_arch,
             "sources": list(self.sources),
         }
 
@@ -453,7 +465,7 @@ def _gpu(raw: Any, where: str) -> GpuSpec:
     cc = e.get("compute_capability", (str, float), False)
     spec = GpuSpec(
         id=gid, name=e.get("name", str), vendor=e.choice("vendor", ("nvidia", "amd", "apple", "intel")),
-        kind=e.choice("kind", ("desktop", "laptop", "datacenter", "apple", "workstation")),
+        kind=e.choice("kind", GPU_KINDS),
         aliases=e.strings("aliases"), driver_names=e.strings("driver_names"),
         memory_gib=e.get("memory_gib", float, False),
         memory_options_gib=tuple(float(x) for x in e.get("memory_options_gib", list, False, [])),
@@ -461,10 +473,20 @@ def _gpu(raw: Any, where: str) -> GpuSpec:
         compute_capability=None if cc is None else str(cc), bf16_tflops=e.get("bf16_tflops", float, False),
         fp8=e.get("fp8", bool, False, False), gpu_cores=e.get("gpu_cores", int, False),
         prefill_tflops=e.get("prefill_tflops", float, False),
+        nvml_total_mib=e.get("nvml_total_mib", int, False),
+        unified_memory=e.get("unified_memory", bool, False, False),
+        unified_gpu_fraction=e.get("unified_gpu_fraction", float, False),
+        host_arch=e.choice("host_arch", ("aarch64", "x86_64", "arm64"), False),
         sources=e.strings("sources", required=True))
     e.done(allowed_extra=("tflops_note", "unsourced", "notes"))
     if spec.memory_gib is None and not spec.memory_options_gib:
         raise CatalogError(f"{e.where}: needs 'memory_gib' or 'memory_options_gib'")
+    if spec.unified_gpu_fraction is not None and not 0 < spec.unified_gpu_fraction <= 1:
+        raise CatalogError(f"{e.where}.unified_gpu_fraction: must be in (0, 1], not {spec.unified_gpu_fraction}")
+    if spec.nvml_total_mib is not None and spec.memory_gib and not (
+            0.85 * spec.memory_gib * 1024 <= spec.nvml_total_mib <= 1.01 * spec.memory_gib * 1024):
+        raise CatalogError(f"{e.where}.nvml_total_mib: {spec.nvml_total_mib} MiB is not within 85-101% of "
+                           f"the {spec.memory_gib:g} GiB label")
     if not spec.sources:
         raise CatalogError(f"{e.where}: 'sources' must not be empty")
     return spec

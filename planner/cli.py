@@ -44,12 +44,46 @@ def _tokens(ctx, param, value):
         raise click.BadParameter(e.message) from None
 
 
+def _gpu_fact(parse):
+    """A callback that parses an uncatalogued GPU's fact and keeps it in ctx.meta (no command parameter)."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            ctx.meta[f"gpu_{param.name}"] = parse(value, what=param.opts[0]) if parse else value
+        except UsageError as e:
+            raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else "")) from None
+        return None
+
+    return callback
+
+
+def _parse_bandwidth(value, what):
+    from .units import parse_bandwidth
+
+    return parse_bandwidth(value, what=what)
+
+
+def _parse_cc(value, what):
+    from .units import parse_compute_capability
+
+    return parse_compute_capability(value, what=what)
+
+
 def machine_options(f):
     options = [
         click.option("--machine", "machine_file", type=click.Path(dir_okay=False),
                      help="Plan for the machine in this file (machine schema, YAML or JSON)."),
         click.option("--gpu", help='A hypothetical GPU from the catalog: "RTX 4090", "h100-sxm x8", "m3-max-128".'),
         click.option("--vram", callback=_size, help="GPU memory of a hypothetical GPU (24G, 24GB, 24GiB)."),
+        click.option("--bandwidth", callback=_gpu_fact(_parse_bandwidth), expose_value=False,
+                     help="Memory bandwidth of the --gpu (900GB/s, 3.35TB/s); describes a GPU the catalog lacks."),
+        click.option("--cc", callback=_gpu_fact(_parse_cc), expose_value=False,
+                     help="CUDA compute capability of the --gpu (8.6); describes a GPU the catalog lacks."),
+        click.option("--vendor", type=click.Choice(["nvidia", "amd", "intel", "apple"]),
+                     callback=_gpu_fact(None), expose_value=False,
+                     help="Vendor of a GPU the catalog lacks (default nvidia)."),
         click.option("--ram", callback=_size, help="System RAM (24G = 10^9 bytes, 24GiB = 2^30)."),
         click.option("--cpu-cores", type=click.IntRange(min=1), help="CPU cores of a hypothetical machine."),
     ]
@@ -90,8 +124,10 @@ def _catalog():
 def _machine(cat, machine_file, gpu, vram, ram, cpu_cores):
     from . import hardware
 
-    if gpu or vram is not None:
-        m = hardware.hypothetical(cat, gpu=gpu, vram=vram, ram=ram, cpu_cores=cpu_cores)
+    meta = click.get_current_context().meta
+    facts = {k: meta.get(f"gpu_{k}") for k in ("bandwidth", "cc", "vendor")}
+    if gpu or vram is not None or any(v is not None for v in facts.values()):
+        m = hardware.hypothetical(cat, gpu=gpu, vram=vram, ram=ram, cpu_cores=cpu_cores, **facts)
     else:
         if machine_file:
             m = hardware.load_machine(machine_file)

@@ -122,7 +122,9 @@ def place(est: MemoryEstimate, cpu_est: MemoryEstimate, model: ModelSpec, machin
     constants = catalog.constants
     gpus, why_not = runtime_gpus(machine, runtime, quant)
     if gpus and gpus[0].unified_memory:
-        return _place_unified(est, machine, gpus[0], runtime, constants)
+        spec = next((s for s in catalog.gpus if s.id == gpus[0].catalog_id), None)
+        fraction = spec.unified_gpu_fraction if spec is not None else None
+        return _place_unified(est, machine, gpus[0], runtime, constants, fraction)
     if gpus:
         placed = _place_gpus(est, model, gpus, runtime)
         if isinstance(placed, Placement):
@@ -276,11 +278,16 @@ def _place_cpu(cpu_est: MemoryEstimate, machine: Machine, constants: dict, why_n
 
 
 def _place_unified(est: MemoryEstimate, machine: Machine, gpu: Gpu, runtime: RuntimeSpec,
-                   constants: dict) -> Placement | Rejection:
+                   constants: dict, fraction: float | None = None) -> Placement | Rejection:
+    """One pool shared by CPU and GPU. Apple: Metal's working-set limit; others: RAM less the OS
+    reserve, capped at `fraction` of the pool where the GPU catalog documents a default cap."""
     total = gpu.memory_total_bytes
     if gpu.vendor == "apple":
         budget = apple_working_set(total, constants)
         what = "Metal's working-set limit"
+    elif fraction is not None:
+        budget = int(total * fraction)
+        what = f"the GPU's default share ({fraction:.0%})"
     else:
         budget = usable_ram_bytes(machine, constants)
         what = "shared memory usable by the GPU"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MachineFileError
-from .units import GIB
+from .units import GIB, MIB
 
 SCHEMA = "plan-deploy/machine/v1"
 VENDORS = ("nvidia", "amd", "apple", "intel")
@@ -400,8 +400,15 @@ def parse_gpu_arg(text: str) -> tuple[str, int]:
     return text.strip(), 1
 
 
-def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None, cpu_cores: int | None) -> Machine:
-    """A machine described by flags: --gpu NAME[xCOUNT], --vram, --ram, --cpu-cores."""
+def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None, cpu_cores: int | None,
+                 bandwidth: int | None = None, cc: str | None = None, vendor: str | None = None) -> Machine:
+    """A machine described by flags: --gpu NAME[xCOUNT], --vram, --ram, --cpu-cores, and for a GPU the
+    catalog lacks, --bandwidth (bytes/s), --cc ("8.6") and --vendor (nvidia|amd|intel|apple).
+
+    A catalogued NVIDIA card gets the memory NVML reports for it (`nvml_total_mib` in data/gpus.yaml,
+    from a real reading) or, without a reading, its label times the H100's visible fraction (said in a
+    note). An uncatalogued name needs --vram. Raises UsageError for an unknown name without --vram.
+    """
     import difflib
 
     from .errors import UsageError
@@ -410,46 +417,87 @@ def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None,
     gpus: list[Gpu] = []
     system, arch = "Linux", "x86_64"
     ram_total = ram
+    if vendor is not None and vendor not in VENDORS:
+        raise UsageError(f"unknown --vendor {vendor!r}", hint="one of " + ", ".join(VENDORS))
     if gpu:
         name, count = parse_gpu_arg(gpu)
         spec, mem_gib = _resolve_gpu_name(name, catalog)
-        if spec is None:
+        if spec is None and vram is None:
             names = sorted({s.id for s in catalog.gpus} | {a for s in catalog.gpus for a in s.aliases})
             close = difflib.get_close_matches(name, names, n=5, cutoff=0.4) or \
                 difflib.get_close_matches(_key(name), [_key(n) for n in names], n=5, cutoff=0.4)
+            close = list(dict.fromkeys(close))
             raise UsageError(f"unknown GPU {name!r}",
-                             hint=(f"close names: {', '.join(close)}" if close else "see `plan-deploy gpus`"))
+                             hint=(f"close names: {', '.join(close)}; or describe it: " if close else "describe it: ")
+                             + f'--gpu "{name}" --vram 48G [--bandwidth 900GB/s] [--cc 8.6] [--vendor nvidia]')
         c = catalog.constants
-        if spec.vendor == "apple":
+        if spec is None:
+            v = vendor or "nvidia"
+            if v == "apple":
+                raise UsageError("an uncatalogued Apple chip cannot be described on the command line",
+                                 hint="use a catalogued chip, e.g. --gpu m4-max-128 (see `plan-deploy gpus`)")
+            notes.append(f"{name!r} is not in the GPU catalog: described by --vram"
+                         + (", --bandwidth" if bandwidth else "") + (", --cc" if cc else "")
+                         + ("" if vendor else "; vendor nvidia assumed (set --vendor)")
+                         + ("" if bandwidth else "; speed unknown without --bandwidth"))
+            if v == "nvidia" and cc is None:
+                notes.append("compute capability unknown (set --cc): runtimes with a minimum are not checked")
+            for i in range(count):
+                gpus.append(Gpu(index=i, vendor=v, name=name, memory_total_bytes=vram,
+                                memory_bandwidth_bytes_per_s=bandwidth, compute_capability=cc if v == "nvidia" else None))
+        elif spec.vendor == "apple" or spec.unified_memory:
             if count != 1:
-                raise UsageError("an Apple chip comes one to a machine", hint=f"use --gpu {spec.id}-<memory GiB>")
-            options = spec.memory_options_gib
+                raise UsageError(f"{spec.name} comes one to a machine", hint=f"use --gpu {spec.id}-<memory GiB>"
+                                 if spec.memory_options_gib else f"use --gpu {spec.id}")
+            options = spec.memory_options_gib or ((spec.memory_gib,) if spec.memory_gib else ())
             if mem_gib is None:
                 mem_gib = options[0]
-                notes.append(f"{spec.id}: {mem_gib:g} GiB unified memory assumed (options: "
-                             f"{', '.join(f'{o:g}' for o in options)}; e.g. --gpu {spec.id}-{options[-1]:g})")
+                if len(options) > 1:
+                    notes.append(f"{spec.id}: {mem_gib:g} GiB unified memory assumed (options: "
+                                 f"{', '.join(f'{o:g}' for o in options)}; e.g. --gpu {spec.id}-{options[-1]:g})")
             total = int(vram or mem_gib * GIB)
-            system, arch = "Darwin", "arm64"
+            if spec.vendor == "apple":
+                system, arch = "Darwin", "arm64"
+            else:
+                arch = spec.host_arch or arch
             ram_total = total if ram is None else ram
-            gpus.append(Gpu(index=0, vendor="apple", name=spec.name, memory_total_bytes=total,
-                            memory_bandwidth_bytes_per_s=int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None,
-                            unified_memory=True, catalog_id=spec.id, prefill_tflops=spec.prefill_tflops))
+            bw = bandwidth or (int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None)
+            gpus.append(Gpu(index=0, vendor=spec.vendor, name=spec.name, memory_total_bytes=total,
+                            memory_bandwidth_bytes_per_s=bw, unified_memory=True, catalog_id=spec.id,
+                            compute_capability=cc or spec.compute_capability,
+                            prefill_tflops=spec.prefill_tflops, bf16_tflops=spec.bf16_tflops))
         else:
-            label = vram if vram is not None else int((spec.memory_gib or 0) * GIB)
-            if vram is None and spec.vendor == "nvidia":
+            if vram is not None:
+                total, reserved = vram, None
+            elif spec.vendor == "nvidia" and spec.nvml_total_mib:
+                total = spec.nvml_total_mib * MIB
+                reserved = int(total * c["nvidia_reserved_fraction"])
+            elif spec.vendor == "nvidia":
                 # Cards show a little less than their label; the driver reserves part of it.
+                label = int((spec.memory_gib or 0) * GIB)
                 total = int(label * c["nvidia_visible_fraction"])
                 reserved = int(total * c["nvidia_reserved_fraction"])
+                notes.append(f"{spec.id}: no NVML reading in the GPU catalog; memory taken as "
+                             f"{c['nvidia_visible_fraction']:.2%} of its {spec.memory_gib:g} GiB label (an H100's share)")
             else:
-                total, reserved = label, None
+                total, reserved = int((spec.memory_gib or 0) * GIB), None
+            bw = bandwidth or (int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None)
+            if bandwidth or cc:
+                notes.append(f"{spec.id}: " + " and ".join(
+                    x for x in ("--bandwidth" if bandwidth else "", "--cc" if cc else "") if x)
+                    + " override the GPU catalog")
             for i in range(count):
                 gpus.append(Gpu(index=i, vendor=spec.vendor, name=spec.name, memory_total_bytes=total,
-                                memory_bandwidth_bytes_per_s=int(spec.bandwidth_gbps * 1e9) if spec.bandwidth_gbps else None,
-                                compute_capability=spec.compute_capability, memory_reserved_bytes=reserved,
-                                catalog_id=spec.id, bf16_tflops=spec.bf16_tflops))
+                                memory_bandwidth_bytes_per_s=bw, compute_capability=cc or spec.compute_capability,
+                                memory_reserved_bytes=reserved, catalog_id=spec.id, bf16_tflops=spec.bf16_tflops))
     elif vram is not None:
-        gpus.append(Gpu(index=0, vendor="nvidia", name="GPU (hypothetical)", memory_total_bytes=vram))
-        notes.append("--vram without --gpu: an NVIDIA GPU of unknown bandwidth is assumed (speed unknown)")
+        v = vendor or "nvidia"
+        gpus.append(Gpu(index=0, vendor=v, name="GPU (hypothetical)", memory_total_bytes=vram,
+                        memory_bandwidth_bytes_per_s=bandwidth, compute_capability=cc if v == "nvidia" else None))
+        notes.append(f"--vram without --gpu: a{'n' if v[0] in 'aeiou' else ''} {v} GPU is assumed"
+                     + ("" if bandwidth else " (speed unknown: set --bandwidth)"))
+    elif bandwidth is not None or cc is not None or vendor is not None:
+        raise UsageError("--bandwidth, --cc and --vendor describe a GPU", hint='add --gpu NAME --vram SIZE')
     if ram_total is None:
         ram_total = 32 * GIB
         notes.append("RAM not given: 32 GiB assumed (set it with --ram)")
@@ -473,7 +521,7 @@ def _resolve_gpu_name(name: str, catalog):
     m = re.fullmatch(r"(.+?)[-\s]?(\d+)\s*(?:g|gb|gib)?", name.strip().lower())
     if m:
         base, mem = m.group(1), float(m.group(2))
-        fam = [s for s in catalog.gpus if s.vendor == "apple" and
+        fam = [s for s in catalog.gpus if (s.vendor == "apple" or s.unified_memory) and
                (_key(s.id) == _key(base) or _key(s.id).startswith(_key(base)))]
         offering = [s for s in fam if mem in s.memory_options_gib]
         if offering:

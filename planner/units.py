@@ -53,3 +53,34 @@ def parse_tokens(text: str | int, what: str = "context") -> int:
         raise UsageError(f"{what} must be positive: {text}")
     return value
 
+
+
+_BANDWIDTH = re.compile(r"^\s*(?P<num>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[a-zA-Z]*?)\s*(?:/\s*s|ps)?\s*$")
+_BW_UNITS = {"": GB, "gb": GB, "tb": 10**12, "mb": 10**6, "gib": GIB, "tib": 1 << 40, "mib": MIB}
+
+
+def parse_bandwidth(text: str, what: str = "--bandwidth") -> int:
+    """Bytes per second in "900GB/s", "900 GB/s", "3.35TB/s", "900GBps" or a bare "900" (GB/s).
+
+    Raises UsageError for an empty, zero, negative or unit-less-but-unknown value.
+    """
+    s = str(text).strip()
+    m = _BANDWIDTH.match(s)
+    unit = m.group("unit").lower() if m else None
+    if not m or unit not in _BW_UNITS:
+        raise UsageError(f"invalid {what}: {text!r}", hint="use a rate such as 900GB/s, 3.35TB/s or 900 (GB/s)")
+    value = int(round(float(m.group("num")) * _BW_UNITS[unit]))
+    if value <= 0:
+        raise UsageError(f"{what} must be positive: {text!r}", hint="use a rate such as 900GB/s")
+    return value
+
+
+_CC = re.compile(r"^\s*(\d{1,2})\.(\d)\s*$")
+
+
+def parse_compute_capability(text: str, what: str = "--cc") -> str:
+    """A CUDA compute capability "major.minor" such as "8.6" or "12.0"; UsageError otherwise."""
+    m = _CC.match(str(text))
+    if not m:
+        raise UsageError(f"invalid {what}: {text!r}", hint="use major.minor, e.g. 7.5, 8.6, 8.9, 9.0 or 12.0")
+    return f"{int(m.group(1))}.{m.group(2)}"
