@@ -21,6 +21,10 @@ FAMILY_MODELS = [
     "deepseek-r1", "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b", "deepseek-r1-distill-qwen-7b",
     "deepseek-r1-distill-qwen-14b", "deepseek-r1-distill-qwen-32b", "gpt-oss-20b", "gpt-oss-120b",
     "smollm2-135m", "smollm2-360m", "smollm2-1.7b", "command-r-35b"]
+# Current releases that fit the dense / standard-MoE / full-or-sliding attention schema.
+CURRENT_MODELS = [
+    "qwen3-4b-instruct-2507", "qwen3-4b-thinking-2507", "qwen3-30b-a3b-instruct-2507", "qwen3-30b-a3b-thinking-2507",
+    "qwen3-235b-a22b-instruct-2507", "qwen3-coder-30b-a3b", "qwen3-coder-480b-a35b"]
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +35,12 @@ def cat():
 def test_every_named_model_is_present_with_sources(cat):
     ids = {m.id for m in cat.models}
     assert len(cat.models) >= 50
-    for mid in BRIEF_MODELS + FAMILY_MODELS:
+    for mid in BRIEF_MODELS + FAMILY_MODELS + CURRENT_MODELS:
         assert mid in ids, mid
         assert cat.model(mid).sources
 
 
-@pytest.mark.parametrize("mid", sorted(BRIEF_MODELS + FAMILY_MODELS))
+@pytest.mark.parametrize("mid", sorted(BRIEF_MODELS + FAMILY_MODELS + CURRENT_MODELS))
 def test_parameter_count_follows_from_the_architecture(cat, mid):
     m = cat.model(mid)
     computed = memory.computed_params(m.arch)
