@@ -238,3 +238,17 @@ def test_kv_cache_of_current_releases(cat):
     s = cat.model("smollm3-3b").arch
     assert memory.kv_bytes_per_token(s, 16, context=65536, sliding_window_cache=True, mla_cache=True) == \
         36 * 2 * 4 * 128 * 2
+
+
+def test_gguf_formula_matches_the_published_files_of_current_releases(cat):
+    # Held out: these byte counts come from the GGUF repos and were not used to set any constant.
+    # Qwen3-Coder-30B-A3B-Instruct-Q4_K_M.gguf is 18,556,689,568 bytes in a public installer table.
+    checked = {("qwen3-coder-30b-a3b", "Q4_K_M"): 18_556_689_568}
+    for mid in CURRENT_MODELS:
+        for a in cat.model(mid).artifacts:
+            if a.format == "gguf" and a.size_bytes:
+                checked[(mid, a.quant)] = a.size_bytes
+    assert ("mistral-small-3.2-24b", "Q4_K_M") in checked and ("qwen3-4b-instruct-2507", "Q4_K_M") in checked
+    for (mid, quant), size in checked.items():
+        w = memory.weights(cat.model(mid), cat.quants[quant], "gguf", cat, use_artifact=False).total_bytes
+        assert abs(w - size) / size < 0.005, (mid, quant, w, size)
