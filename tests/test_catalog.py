@@ -26,7 +26,8 @@ CURRENT_MODELS = [
     "qwen3-4b-instruct-2507", "qwen3-4b-thinking-2507", "qwen3-30b-a3b-instruct-2507", "qwen3-30b-a3b-thinking-2507",
     "qwen3-235b-a22b-instruct-2507", "qwen3-coder-30b-a3b", "qwen3-coder-480b-a35b", "gemma-3-270m", "smollm3-3b",
     "phi-4-reasoning", "phi-4-reasoning-plus", "phi-4-mini-reasoning", "mistral-small-3.1-24b", "mistral-small-3.2-24b",
-    "magistral-small-2509", "devstral-small-2507"]
+    "magistral-small-2509", "devstral-small-2507", "magistral-small-2506", "devstral-small-2505",
+    "olmo-3.1-32b-instruct"]
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,8 @@ def test_current_release_params_reproduce_published_safetensors_totals(cat):
         assert memory.computed_params(a) + _qk_norms(a) == 61_064_245_248 // 2 == cat.model(mid).params, mid
     # Mistral-Small-24B-2501 model.safetensors.index.json: total_size 47,144,806,400 BF16 bytes; Devstral
     # is that text model without a vision tower.
-    assert memory.computed_params(cat.model("devstral-small-2507").arch) == 47_144_806_400 // 2
+    for mid in ("devstral-small-2507", "devstral-small-2505", "magistral-small-2506"):
+        assert memory.computed_params(cat.model(mid).arch) == 47_144_806_400 // 2 == cat.model(mid).params, mid
     # Mistral Small 3.1/3.2 and Magistral 2509 add the Pixtral tower + projector on top of that text model.
     for mid in ("mistral-small-3.1-24b", "mistral-small-3.2-24b", "magistral-small-2509"):
         m = cat.model(mid)
@@ -211,6 +213,8 @@ def test_current_release_params_follow_from_the_config_with_norms(cat):
     g = cat.model("gemma-3-270m").arch  # Gemma 3: pre/post FFN norms (2 x hidden) and q/k norms per layer
     assert memory.computed_params(g) + g.layers * 2 * g.hidden_size + _qk_norms(g) == cat.model("gemma-3-270m").params
     assert memory.computed_params(cat.model("smollm3-3b").arch) == cat.model("smollm3-3b").params
+    o = cat.model("olmo-3.1-32b-instruct")  # Olmo 3 QK-norm spans the whole q (40 x 128) and k (8 x 128) projections
+    assert memory.computed_params(o.arch) + o.arch.layers * (40 + 8) * 128 == o.params
     # Phi-4 reasoning models are Phi-4 / Phi-4-mini checkpoints (cards: "same architecture").
     for mid, base in (("phi-4-reasoning", "phi-4"), ("phi-4-reasoning-plus", "phi-4"),
                       ("phi-4-mini-reasoning", "phi-4-mini")):
@@ -234,6 +238,11 @@ def test_kv_cache_of_current_releases(cat):
     per_layer = 2 * 1 * 256 * 2  # K and V, 1 KV head x 256, F16
     assert memory.kv_bytes_per_token(g, 16, context=32768, sliding_window_cache=True, mla_cache=True) == \
         per_layer * (3 + 15 * 512 / 32768)
+    # Olmo 3 32B: layer_types repeat 3 x sliding (4096) + 1 x full, 16 times.
+    o = cat.model("olmo-3.1-32b-instruct").arch
+    assert o.sliding_layers == 48 and o.layers - o.sliding_layers == 16
+    assert memory.kv_bytes_per_token(o, 16, context=65536, sliding_window_cache=True, mla_cache=True) == \
+        2 * 8 * 128 * 2 * (16 + 48 * 4096 / 65536)
     # SmolLM3's NoPE layers only skip RoPE: all 36 layers cache 4 KV heads x 128.
     s = cat.model("smollm3-3b").arch
     assert memory.kv_bytes_per_token(s, 16, context=65536, sliding_window_cache=True, mla_cache=True) == \
