@@ -27,7 +27,7 @@ CURRENT_MODELS = [
     "qwen3-235b-a22b-instruct-2507", "qwen3-coder-30b-a3b", "qwen3-coder-480b-a35b", "gemma-3-270m", "smollm3-3b",
     "phi-4-reasoning", "phi-4-reasoning-plus", "phi-4-mini-reasoning", "mistral-small-3.1-24b", "mistral-small-3.2-24b",
     "magistral-small-2509", "devstral-small-2507", "magistral-small-2506", "devstral-small-2505",
-    "olmo-3.1-32b-instruct"]
+    "olmo-3.1-32b-instruct", "devstral-small-2-24b"]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_current_release_params_reproduce_published_safetensors_totals(cat):
     for mid in ("devstral-small-2507", "devstral-small-2505", "magistral-small-2506"):
         assert memory.computed_params(cat.model(mid).arch) == 47_144_806_400 // 2 == cat.model(mid).params, mid
     # Mistral Small 3.1/3.2 and Magistral 2509 add the Pixtral tower + projector on top of that text model.
-    for mid in ("mistral-small-3.1-24b", "mistral-small-3.2-24b", "magistral-small-2509"):
+    for mid in ("mistral-small-3.1-24b", "mistral-small-3.2-24b", "magistral-small-2509", "devstral-small-2-24b"):
         m = cat.model(mid)
         assert m.params == 47_144_806_400 // 2 + m.arch.extra_params == memory.computed_params(m.arch), mid
         vision = 24 * (2 * 1024 + 4 * 1024 ** 2 + 3 * 1024 * 4096) + 14 * 14 * 3 * 1024 + 1024
