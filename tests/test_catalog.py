@@ -27,7 +27,7 @@ CURRENT_MODELS = [
     "qwen3-235b-a22b-instruct-2507", "qwen3-coder-30b-a3b", "qwen3-coder-480b-a35b", "gemma-3-270m", "smollm3-3b",
     "phi-4-reasoning", "phi-4-reasoning-plus", "phi-4-mini-reasoning", "mistral-small-3.1-24b", "mistral-small-3.2-24b",
     "magistral-small-2509", "devstral-small-2507", "magistral-small-2506", "devstral-small-2505",
-    "olmo-3.1-32b-instruct", "devstral-small-2-24b"]
+    "olmo-3.1-32b-instruct", "devstral-small-2-24b", "seed-oss-36b"]
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +213,7 @@ def test_current_release_params_follow_from_the_config_with_norms(cat):
     g = cat.model("gemma-3-270m").arch  # Gemma 3: pre/post FFN norms (2 x hidden) and q/k norms per layer
     assert memory.computed_params(g) + g.layers * 2 * g.hidden_size + _qk_norms(g) == cat.model("gemma-3-270m").params
     assert memory.computed_params(cat.model("smollm3-3b").arch) == cat.model("smollm3-3b").params
+    assert memory.computed_params(cat.model("seed-oss-36b").arch) == cat.model("seed-oss-36b").params
     o = cat.model("olmo-3.1-32b-instruct")  # Olmo 3 QK-norm spans the whole q (40 x 128) and k (8 x 128) projections
     assert memory.computed_params(o.arch) + o.arch.layers * (40 + 8) * 128 == o.params
     # Phi-4 reasoning models are Phi-4 / Phi-4-mini checkpoints (cards: "same architecture").
