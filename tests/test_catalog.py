@@ -27,7 +27,7 @@ CURRENT_MODELS = [
     "qwen3-235b-a22b-instruct-2507", "qwen3-coder-30b-a3b", "qwen3-coder-480b-a35b", "gemma-3-270m", "smollm3-3b",
     "phi-4-reasoning", "phi-4-reasoning-plus", "phi-4-mini-reasoning", "mistral-small-3.1-24b", "mistral-small-3.2-24b",
     "magistral-small-2509", "devstral-small-2507", "magistral-small-2506", "devstral-small-2505",
-    "olmo-3.1-32b-instruct", "devstral-small-2-24b", "seed-oss-36b"]
+    "olmo-3.1-32b-instruct", "devstral-small-2-24b", "seed-oss-36b", "exaone-4.0-32b"]
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +191,10 @@ def test_current_release_params_reproduce_published_safetensors_totals(cat):
     for mid in ("qwen3-coder-30b-a3b", "qwen3-30b-a3b-instruct-2507", "qwen3-30b-a3b-thinking-2507"):
         a = cat.model(mid).arch
         assert memory.computed_params(a) + _qk_norms(a) == 61_064_245_248 // 2 == cat.model(mid).params, mid
+    # EXAONE 4.0 32B: 32,003,216,384 parameters in a published listing; the formula + per-head q/k norms.
+    e = cat.model("exaone-4.0-32b")
+    assert memory.computed_params(e.arch) + _qk_norms(e.arch) == 32_003_216_384 == e.params
+    assert e.licence.commercial == "no" and e.arch.sliding_layers == 48
     # Mistral-Small-24B-2501 model.safetensors.index.json: total_size 47,144,806,400 BF16 bytes; Devstral
     # is that text model without a vision tower.
     for mid in ("devstral-small-2507", "devstral-small-2505", "magistral-small-2506"):
