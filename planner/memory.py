@@ -307,8 +307,10 @@ def kv_bytes_per_token(arch: Architecture, bits_per_element: float, *, context: 
     tail (Gemma 3n) reads an earlier layer's cache (llama.cpp `llama_hparams::has_kv`).
     Sliding-window and chunked layers hold at most their window (`local_window`) when the runtime
     allocates them that way: llama.cpp's iSWA cache sizes them min(n_ctx, n_swa + n_ubatch) for
-    both LLAMA_SWA_TYPE_STANDARD and _CHUNKED (src/llama-kv-cache-iswa.cpp); the ubatch margin is
-    left out here. MLA caches one latent of kv_lora_rank + rope dims instead of per-head K and V.
+    both LLAMA_SWA_TYPE_STANDARD and _CHUNKED (src/llama-kv-cache-iswa.cpp), vLLM's
+    ChunkedLocalAttentionSpec min(chunk + max_num_batched_tokens, max_model_len) per request
+    (vllm @bc8282e6 vllm/v1/kv_cache_interface.py); the batch margin is left out here. MLA caches
+    one latent of kv_lora_rank + rope dims instead of per-head K and V.
     """
     el = bits_per_element / 8
     layers = arch.kv_layers
