@@ -7,6 +7,7 @@ Every error names the file, the entry and the field: `models.yaml: models[12] (g
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,20 +130,31 @@ class Architecture:
         la = self.linear_attention
         return la is not None and (i + 1) % la.full_every != 0
 
+    # Layer counts in closed form (the planner asks for them once per estimate): among layers
+    # 1..n, those on a step k are the n // k multiples of k.
+
     @property
     def kv_layers(self) -> int:
         """Layers that own a KV cache: all but the KV-sharing tail and the linear-attention layers."""
-        return sum(1 for i in range(self.layers - self.kv_shared_layers) if not self.is_linear_layer(i))
+        n = self.layers - self.kv_shared_layers
+        return n // self.linear_attention.full_every if self.linear_attention else n
 
     @property
     def sliding_layers(self) -> int:
         """Layers with their own KV cache that stop growing at the local window (sliding or chunked)."""
-        return sum(1 for i in range(self.layers - self.kv_shared_layers)
-                   if self.is_local_layer(i) and not self.is_linear_layer(i))
+        if not self.local_window:
+            return 0
+        n = self.layers - self.kv_shared_layers
+        g = self.global_every
+        if self.linear_attention is None:
+            return n - n // g if g else n
+        f = self.linear_attention.full_every  # only full-attention layers hold a cache
+        return n // f - n // math.lcm(f, g) if g else n // f
 
     @property
     def linear_layers(self) -> int:
-        return sum(1 for i in range(self.layers) if self.is_linear_layer(i))
+        la = self.linear_attention
+        return self.layers - self.layers // la.full_every if la else 0
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -268,3 +268,22 @@ def test_bad_architecture_fields_are_named(data_copy, mid, edit, message):
     with pytest.raises(CatalogError, match=message) as e:
         catalog.load(data_copy)
     assert f"({mid})" in e.value.message
+
+
+@pytest.mark.parametrize("layers,shared,global_every,full_every", [
+    (35, 15, 5, None), (48, 0, 4, None), (42, 0, 2, None), (26, 0, None, None), (48, 0, None, 4),
+    (30, 0, 3, 4), (27, 3, 2, 3), (24, 0, None, None)])
+def test_layer_counts_match_the_per_layer_rules(layers, shared, global_every, full_every):
+    """The closed-form counts agree with walking the layers one by one."""
+    a = Architecture(layers=layers, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
+                     intermediate_size=128, vocab_size=100, tied_embeddings=True,
+                     attention="sliding" if global_every or layers == 26 else "full",
+                     sliding_window=512 if global_every or layers == 26 else None, global_every=global_every,
+                     kv_shared_layers=shared,
+                     linear_attention=None if full_every is None else LinearAttention(
+                         full_every=full_every, key_heads=2, value_heads=2, key_head_dim=8, value_head_dim=8,
+                         conv_kernel=4))
+    own = range(layers - shared)
+    assert a.kv_layers == sum(1 for i in own if not a.is_linear_layer(i))
+    assert a.sliding_layers == sum(1 for i in own if a.is_local_layer(i) and not a.is_linear_layer(i))
+    assert a.linear_layers == sum(1 for i in range(layers) if a.is_linear_layer(i))
