@@ -7,6 +7,7 @@ Every error names the file, the entry and the field: `models.yaml: models[12] (g
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from .errors import CatalogError
 
 LICENCE_CLASSES = ("yes", "conditional", "no", "unknown")
 PERMISSIVE_LICENCES = ("apache-2.0", "mit", "bsd-3-clause")
-ATTENTION_KINDS = ("full", "sliding", "mla")
+ATTENTION_KINDS = ("full", "sliding", "chunked", "mla")
 ARTIFACT_FORMATS = ("gguf", "ollama", "safetensors", "awq", "gptq", "mlx")
 GPU_KINDS = ("desktop", "laptop", "datacenter", "apple", "workstation", "embedded", "apu")
 USE_CASES = ("chat", "code", "reasoning", "multilingual", "long-context", "edge", "vision")
@@ -40,6 +41,51 @@ class Moe:
     expert_intermediate_size: int
     shared_experts: int = 0
     dense_layers: int = 0
+    every: int = 1  # interleaving: after the dense-first layers, every Nth layer is MoE, the rest dense
+
+    def is_moe_layer(self, i: int) -> bool:
+        """Layer i (0-based) holds experts: past `dense_layers`, and on the interleave step.
+
+        The step follows Transformers' Llama 4 (`moe_layers = range(step - 1, n_layers, step)`):
+        with every=2 the odd layers are MoE and the even ones dense.
+        """
+        return i >= self.dense_layers and (i + 1) % self.every == 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinearAttention:
+    """Linear-attention layers (Gated DeltaNet) interleaved with full attention.
+
+    Every `full_every`-th layer is full attention (layer i with (i + 1) % full_every == 0, as
+    Transformers' Qwen3-Next builds `layer_types`); the others keep a fixed recurrent state per
+    sequence instead of a KV cache: a causal-conv window and a key x value matrix per value head.
+    """
+
+    full_every: int
+    key_heads: int
+    value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel: int
+
+    @property
+    def key_dim(self) -> int:
+        return self.key_heads * self.key_head_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.value_heads * self.value_head_dim
+
+    @property
+    def state_elements(self) -> int:
+        """Recurrent state of one layer for one sequence, in elements.
+
+        conv: (conv_kernel - 1) x (2 x key_dim + value_dim)  (llama.cpp n_embd_r: (d_conv - 1) x
+        (d_inner + 2 x n_group x d_state)); recurrent: value_heads x key_head_dim x value_head_dim
+        (n_embd_s: d_state x d_inner).
+        """
+        conv = (self.conv_kernel - 1) * (2 * self.key_dim + self.value_dim)
+        return conv + self.value_heads * self.key_head_dim * self.value_head_dim
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,19 +101,61 @@ class Architecture:
     attention: str = "full"
     sliding_window: int | None = None
     global_every: int | None = None  # every Nth layer is global; None = all layers sliding
+    attention_chunk_size: int | None = None  # chunked attention (Llama 4): keys from the query's own chunk
     mla: Mla | None = None
     moe: Moe | None = None
+    linear_attention: LinearAttention | None = None
+    kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's KV cache (own none)
+    attn_output_gate: bool = False  # gated attention: q_proj also emits a per-head output gate
     extra_params: int = 0
     qkv_bias: bool = False
     fused_qkv: bool = False  # one qkv projection (Phi-3): llama.cpp quantizes it as attn_v
 
     @property
+    def local_window(self) -> int | None:
+        """Tokens a sliding-window or chunked layer attends to at most (None: no local layers)."""
+        if self.attention == "sliding":
+            return self.sliding_window
+        if self.attention == "chunked":
+            return self.attention_chunk_size
+        return None
+
+    def is_local_layer(self, i: int) -> bool:
+        """Layer i attends within a window or chunk (every `global_every`-th layer is global)."""
+        if not self.local_window:
+            return False
+        return not self.global_every or (i + 1) % self.global_every != 0
+
+    def is_linear_layer(self, i: int) -> bool:
+        """Layer i is linear attention (a recurrent state, no KV cache)."""
+        la = self.linear_attention
+        return la is not None and (i + 1) % la.full_every != 0
+
+    # Layer counts in closed form (the planner asks for them once per estimate): among layers
+    # 1..n, those on a step k are the n // k multiples of k.
+
+    @property
+    def kv_layers(self) -> int:
+        """Layers that own a KV cache: all but the KV-sharing tail and the linear-attention layers."""
+        n = self.layers - self.kv_shared_layers
+        return n // self.linear_attention.full_every if self.linear_attention else n
+
+    @property
     def sliding_layers(self) -> int:
-        if self.attention != "sliding" or not self.sliding_window:
+        """Layers with their own KV cache that stop growing at the local window (sliding or chunked)."""
+        if not self.local_window:
             return 0
-        if not self.global_every:
-            return self.layers
-        return self.layers - self.layers // self.global_every
+        n = self.layers - self.kv_shared_layers
+        g = self.global_every
+        if self.linear_attention is None:
+            return n - n // g if g else n
+        f = self.linear_attention.full_every  # only full-attention layers hold a cache
+        return n // f - n // math.lcm(f, g) if g else n // f
+
+    @property
+    def linear_layers(self) -> int:
+        la = self.linear_attention
+        return self.layers - self.layers // la.full_every if la else 0
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -79,10 +167,19 @@ class Architecture:
         if self.sliding_window:
             d["sliding_window"] = self.sliding_window
             d["global_every"] = self.global_every
+        if self.attention_chunk_size:
+            d["attention_chunk_size"] = self.attention_chunk_size
+            d["global_every"] = self.global_every
+        if self.linear_attention:
+            d["linear_attention"] = {k: getattr(self.linear_attention, k) for k in LinearAttention.__slots__}
+        if self.kv_shared_layers:
+            d["kv_shared_layers"] = self.kv_shared_layers
+        if self.attn_output_gate:
+            d["attn_output_gate"] = True
         if self.mla:
             d["mla"] = {k: getattr(self.mla, k) for k in Mla.__slots__ if getattr(self.mla, k) is not None}
         if self.moe:
-            d["moe"] = {k: getattr(self.moe, k) for k in Moe.__slots__}
+            d["moe"] = {k: getattr(self.moe, k) for k in Moe.__slots__ if k != "every" or self.moe.every != 1}
         if self.extra_params:
             d["extra_params"] = self.extra_params
         return d
@@ -400,18 +497,42 @@ def _model(raw: Any, where: str) -> ModelSpec:
         moe = Moe(experts=m.positive("experts"), experts_per_token=m.positive("experts_per_token"),
                   expert_intermediate_size=m.positive("expert_intermediate_size"),
                   shared_experts=m.get("shared_experts", int, False, 0),
-                  dense_layers=m.get("dense_layers", int, False, 0))
+                  dense_layers=m.get("dense_layers", int, False, 0), every=m.positive("every", False) or 1)
         m.done()
+    linear = None
+    if (m := a.sub("linear_attention", required=False)) is not None:
+        linear = LinearAttention(full_every=m.positive("full_every"), key_heads=m.positive("key_heads"),
+                                 value_heads=m.positive("value_heads"), key_head_dim=m.positive("key_head_dim"),
+                                 value_head_dim=m.positive("value_head_dim"), conv_kernel=m.positive("conv_kernel"))
+        m.done()
+        if linear.full_every < 2:
+            raise CatalogError(f"{m.where}: 'full_every' must be at least 2 (1 would leave no linear layer)")
+        if linear.value_heads % linear.key_heads:
+            raise CatalogError(f"{m.where}: 'value_heads' ({linear.value_heads}) must be a multiple of "
+                               f"'key_heads' ({linear.key_heads})")
     arch = Architecture(
         layers=a.positive("layers"), hidden_size=a.positive("hidden_size"),
         attention_heads=a.positive("attention_heads"), kv_heads=a.positive("kv_heads"),
         head_dim=a.positive("head_dim"), intermediate_size=a.positive("intermediate_size"),
         vocab_size=a.positive("vocab_size"), tied_embeddings=a.get("tied_embeddings", bool),
         attention=attention, sliding_window=a.get("sliding_window", int, False),
-        global_every=a.get("global_every", int, False), mla=mla, moe=moe,
+        global_every=a.get("global_every", int, False),
+        attention_chunk_size=a.positive("attention_chunk_size", False), mla=mla, moe=moe,
+        linear_attention=linear, kv_shared_layers=a.get("kv_shared_layers", int, False, 0),
+        attn_output_gate=a.get("attn_output_gate", bool, False, False),
         extra_params=a.get("extra_params", int, False, 0), qkv_bias=a.get("qkv_bias", bool, False, False),
         fused_qkv=a.get("fused_qkv", bool, False, False))
     a.done()
+    if arch.attention == "chunked" and not arch.attention_chunk_size:
+        raise CatalogError(f"{e.where}.architecture: attention 'chunked' needs 'attention_chunk_size'")
+    if arch.attention_chunk_size and arch.attention != "chunked":
+        raise CatalogError(f"{e.where}.architecture: 'attention_chunk_size' needs attention 'chunked'")
+    if arch.kv_shared_layers >= arch.layers:
+        raise CatalogError(f"{e.where}.architecture: 'kv_shared_layers' ({arch.kv_shared_layers}) must be "
+                           f"below 'layers' ({arch.layers})")
+    if arch.moe is not None and arch.moe.dense_layers >= arch.layers:
+        raise CatalogError(f"{e.where}.architecture.moe: 'dense_layers' ({arch.moe.dense_layers}) must be "
+                           f"below 'layers' ({arch.layers})")
     if arch.attention == "mla" and arch.mla is None:
         raise CatalogError(f"{e.where}.architecture: attention 'mla' needs the 'mla' ranks")
     if arch.attention == "sliding" and not arch.sliding_window:

@@ -203,7 +203,7 @@ def _place_tensor_parallel(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu
         if per_gpu <= budget:
             max_ctx = None
             if est.kv_bytes_per_token > 0:
-                free = budget * tp - est.weights_bytes - est.overhead_bytes * tp
+                free = budget * tp - est.weights_bytes - est.overhead_bytes * tp - est.kv_state_bytes
                 max_ctx = int(min(model.context_length, max(0, free) // est.kv_bytes_per_token))
             return Placement(kind="multi-gpu", required_bytes=per_gpu * tp, available_bytes=budget * tp,
                              device_bytes=per_gpu * tp, host_bytes=0, gpus=tuple(g.index for g in group),

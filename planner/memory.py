@@ -28,45 +28,25 @@ class TensorGroup:
 
 @functools.lru_cache(maxsize=512)
 def tensor_groups(arch: Architecture) -> tuple[TensorGroup, ...]:
-    """The model's weight tensors, grouped as llama.cpp's quantizer sees them."""
+    """The model's weight tensors, grouped as llama.cpp's quantizer sees them.
+
+    Per layer: the token mixer (full attention, MLA, or a Gated DeltaNet linear-attention block),
+    two norms, and the FFN (dense, or routed experts + shared experts + router). A hybrid model
+    mixes both token mixers; an interleaved MoE mixes both FFNs (`Moe.is_moe_layer`).
+    """
     h, n = arch.hidden_size, arch.layers
-    q_dim = arch.attention_heads * arch.head_dim
-    kv_dim = arch.kv_heads * arch.head_dim
     out: list[TensorGroup] = [TensorGroup("embed", arch.vocab_size * h, h, None)]
     if not arch.tied_embeddings:
         out.append(TensorGroup("output", arch.vocab_size * h, h, None))
     out.append(TensorGroup("norm", h, h, None, quantized=False))  # final norm
     moe = arch.moe
     for i in range(n):
-        if arch.mla is not None:
-            m = arch.mla
-            qk = (m.qk_nope_head_dim or 0) + m.qk_rope_head_dim
-            v_dim = m.v_head_dim or arch.head_dim
-            if m.q_lora_rank:
-                out.append(TensorGroup("other", h * m.q_lora_rank, h, i))  # q_a
-                out.append(TensorGroup("attn_q", m.q_lora_rank * arch.attention_heads * qk, m.q_lora_rank, i))
-                out.append(TensorGroup("norm", m.q_lora_rank, m.q_lora_rank, i, quantized=False))
-            else:
-                out.append(TensorGroup("attn_q", h * arch.attention_heads * qk, h, i))
-            out.append(TensorGroup("other", h * (m.kv_lora_rank + m.qk_rope_head_dim), h, i))  # kv_a_mqa
-            out.append(TensorGroup("norm", m.kv_lora_rank, m.kv_lora_rank, i, quantized=False))
-            # kv_b expands the latent to per-head K (nope) and V: quantized like attn_v.
-            out.append(TensorGroup("attn_v", m.kv_lora_rank * arch.attention_heads * ((m.qk_nope_head_dim or 0) + v_dim),
-                                   m.kv_lora_rank, i))
-            out.append(TensorGroup("attn_output", arch.attention_heads * v_dim * h, arch.attention_heads * v_dim, i))
-        elif arch.fused_qkv:
-            # One fused q|k|v tensor: llama.cpp's quantizer treats it like attn_v (category_is_attn_v).
-            out.append(TensorGroup("attn_v", h * (q_dim + 2 * kv_dim), h, i))
-            out.append(TensorGroup("attn_output", q_dim * h, q_dim, i))
+        if arch.is_linear_layer(i):
+            out.extend(_linear_attention_groups(arch, i))
         else:
-            out.append(TensorGroup("attn_q", h * q_dim, h, i))
-            out.append(TensorGroup("attn_k", h * kv_dim, h, i))
-            out.append(TensorGroup("attn_v", h * kv_dim, h, i))
-            out.append(TensorGroup("attn_output", q_dim * h, q_dim, i))
-            if arch.qkv_bias:
-                out.append(TensorGroup("norm", q_dim + 2 * kv_dim, h, i, quantized=False))
+            out.extend(_attention_groups(arch, i))
         out.append(TensorGroup("norm", 2 * h, h, i, quantized=False))  # attention + FFN norms
-        if moe is not None and i >= moe.dense_layers:
+        if moe is not None and moe.is_moe_layer(i):
             e_i = moe.expert_intermediate_size
             for cls in ("ffn_gate", "ffn_up"):
                 out.append(TensorGroup(cls, moe.experts * h * e_i, h, i, expert=True))
@@ -82,6 +62,66 @@ def tensor_groups(arch: Architecture) -> tuple[TensorGroup, ...]:
                 out.append(TensorGroup(cls, h * arch.intermediate_size, h, i))
             out.append(TensorGroup("ffn_down", arch.intermediate_size * h, arch.intermediate_size, i))
     return tuple(out)
+
+
+def _attention_groups(arch: Architecture, i: int) -> list[TensorGroup]:
+    """One attention layer's projections: MLA, fused QKV, or separate Q/K/V/O (+ output gate)."""
+    h = arch.hidden_size
+    q_dim = arch.attention_heads * arch.head_dim
+    kv_dim = arch.kv_heads * arch.head_dim
+    out: list[TensorGroup] = []
+    if arch.mla is not None:
+        m = arch.mla
+        qk = (m.qk_nope_head_dim or 0) + m.qk_rope_head_dim
+        v_dim = m.v_head_dim or arch.head_dim
+        if m.q_lora_rank:
+            out.append(TensorGroup("other", h * m.q_lora_rank, h, i))  # q_a
+            out.append(TensorGroup("attn_q", m.q_lora_rank * arch.attention_heads * qk, m.q_lora_rank, i))
+            out.append(TensorGroup("norm", m.q_lora_rank, m.q_lora_rank, i, quantized=False))
+        else:
+            out.append(TensorGroup("attn_q", h * arch.attention_heads * qk, h, i))
+        out.append(TensorGroup("other", h * (m.kv_lora_rank + m.qk_rope_head_dim), h, i))  # kv_a_mqa
+        out.append(TensorGroup("norm", m.kv_lora_rank, m.kv_lora_rank, i, quantized=False))
+        # kv_b expands the latent to per-head K (nope) and V: quantized like attn_v.
+        out.append(TensorGroup("attn_v", m.kv_lora_rank * arch.attention_heads * ((m.qk_nope_head_dim or 0) + v_dim),
+                               m.kv_lora_rank, i))
+        out.append(TensorGroup("attn_output", arch.attention_heads * v_dim * h, arch.attention_heads * v_dim, i))
+    elif arch.fused_qkv:
+        # One fused q|k|v tensor: llama.cpp's quantizer treats it like attn_v (category_is_attn_v).
+        out.append(TensorGroup("attn_v", h * (q_dim + 2 * kv_dim), h, i))
+        out.append(TensorGroup("attn_output", q_dim * h, q_dim, i))
+    else:
+        # Gated attention (Qwen3-Next): q_proj emits the query and a same-sized sigmoid gate.
+        q_out = q_dim * (2 if arch.attn_output_gate else 1)
+        out.append(TensorGroup("attn_q", h * q_out, h, i))
+        out.append(TensorGroup("attn_k", h * kv_dim, h, i))
+        out.append(TensorGroup("attn_v", h * kv_dim, h, i))
+        out.append(TensorGroup("attn_output", q_dim * h, q_dim, i))
+        if arch.qkv_bias:
+            out.append(TensorGroup("norm", q_dim + 2 * kv_dim, h, i, quantized=False))
+    return out
+
+
+def _linear_attention_groups(arch: Architecture, i: int) -> list[TensorGroup]:
+    """One Gated DeltaNet layer (Transformers' Qwen3NextGatedDeltaNet; llama.cpp ssm_* tensors).
+
+    in_proj_qkvz: hidden -> 2 x key_dim + 2 x value_dim (q, k, v and the output gate z);
+    in_proj_ba: hidden -> 2 x value_heads (beta and the decay input a); out_proj: value_dim -> hidden;
+    conv1d: (2 x key_dim + value_dim) channels x conv_kernel taps, A_log and dt_bias per value head
+    and the gated RMSNorm's value_head_dim weights stay F32 (llama-quantize skips ssm_conv1d and
+    1-D tensors).
+    """
+    h = arch.hidden_size
+    la = arch.linear_attention
+    assert la is not None
+    conv_dim = 2 * la.key_dim + la.value_dim
+    return [
+        TensorGroup("other", h * (2 * la.key_dim + 2 * la.value_dim), h, i),  # ssm_in (qkvz)
+        TensorGroup("other", h * 2 * la.value_heads, h, i),  # ssm_ba
+        TensorGroup("other", la.value_dim * h, la.value_dim, i),  # ssm_out
+        TensorGroup("norm", conv_dim * la.conv_kernel + 2 * la.value_heads + la.value_head_dim, h, i,
+                    quantized=False),  # ssm_conv1d, ssm_a, ssm_dt, ssm_norm
+    ]
 
 
 def computed_params(arch: Architecture) -> int:
@@ -262,11 +302,18 @@ def kv_bytes_per_token(arch: Architecture, bits_per_element: float, *, context: 
     """Average KV-cache bytes per token of context, over all layers.
 
     Per layer and token: K and V, each kv_heads x head_dim elements (GQA/MQA use the KV heads,
-    not the attention heads). Sliding-window layers hold at most `sliding_window` tokens when the
-    runtime allocates them that way. MLA caches one latent of kv_lora_rank + rope dims instead
-    of per-head K and V.
+    not the attention heads). Only layers that own a cache count (`Architecture.kv_layers`):
+    linear-attention layers keep a fixed state instead (`recurrent_state_bytes`), and a KV-sharing
+    tail (Gemma 3n) reads an earlier layer's cache (llama.cpp `llama_hparams::has_kv`).
+    Sliding-window and chunked layers hold at most their window (`local_window`) when the runtime
+    allocates them that way: llama.cpp's iSWA cache sizes them min(n_ctx, n_swa + n_ubatch) for
+    both LLAMA_SWA_TYPE_STANDARD and _CHUNKED (src/llama-kv-cache-iswa.cpp), vLLM's
+    ChunkedLocalAttentionSpec min(chunk + max_num_batched_tokens, max_model_len) per request
+    (vllm @bc8282e6 vllm/v1/kv_cache_interface.py); the batch margin is left out here. MLA caches
+    one latent of kv_lora_rank + rope dims instead of per-head K and V.
     """
     el = bits_per_element / 8
+    layers = arch.kv_layers
     if arch.attention == "mla" and arch.mla is not None:
         if mla_cache:
             per_layer = (arch.mla.kv_lora_rank + arch.mla.qk_rope_head_dim) * el
@@ -274,20 +321,35 @@ def kv_bytes_per_token(arch: Architecture, bits_per_element: float, *, context: 
             m = arch.mla
             per_layer = arch.attention_heads * ((m.qk_nope_head_dim or 0) + m.qk_rope_head_dim
                                                 + (m.v_head_dim or arch.head_dim)) * el
-        return per_layer * arch.layers
+        return per_layer * layers
     per_layer = 2 * arch.kv_heads * arch.head_dim * el
-    sliding = arch.sliding_layers
-    if sliding and sliding_window_cache and arch.sliding_window and context > arch.sliding_window:
-        tokens_per_layer = (arch.layers - sliding) + sliding * arch.sliding_window / context
+    local = arch.sliding_layers
+    window = arch.local_window
+    if local and sliding_window_cache and window and context > window:
+        tokens_per_layer = (layers - local) + local * window / context
         return per_layer * tokens_per_layer
-    return per_layer * arch.layers
+    return per_layer * layers
+
+
+def recurrent_state_bytes(arch: Architecture, bits_per_element: float) -> int:
+    """Fixed state of the linear-attention layers for one sequence, in bytes (0 without any).
+
+    Each Gated DeltaNet layer keeps its conv window and its recurrent matrix whatever the context
+    (`LinearAttention.state_elements`); llama.cpp holds both in F32 (its recurrent memory's
+    type_r/type_s), the bits come from data/constants.yaml `recurrent_state_bits`.
+    """
+    la = arch.linear_attention
+    if la is None:
+        return 0
+    return int(arch.linear_layers * la.state_elements * bits_per_element / 8)
 
 
 def kv_cache(arch: Architecture, context: int, batch: int, bits_per_element: float, *,
-             sliding_window_cache: bool, mla_cache: bool) -> int:
+             sliding_window_cache: bool, mla_cache: bool, state_bits: float = 32.0) -> int:
+    """KV cache of `batch` sequences of `context` tokens, plus each sequence's recurrent state."""
     per_token = kv_bytes_per_token(arch, bits_per_element, context=context,
                                    sliding_window_cache=sliding_window_cache, mla_cache=mla_cache)
-    return int(round(per_token * context * batch))
+    return int(round(per_token * context * batch)) + recurrent_state_bytes(arch, state_bits) * batch
 
 
 # ---------------------------------------------------------------- overhead
@@ -335,6 +397,7 @@ class MemoryEstimate:
     weights_source: str
     weights_read_bytes: int = 0  # weights read per generated token (MoE: experts in use)
     notes: tuple[str, ...] = ()
+    kv_state_bytes: int = 0  # part of kv_cache_bytes that does not grow with context (recurrent state)
 
     @property
     def total_bytes(self) -> int:
@@ -348,6 +411,7 @@ class MemoryEstimate:
             "overhead_bytes": self.overhead_bytes, "total_bytes": self.total_bytes,
             "weights_source": self.weights_source,
             "kv_cache_bytes_per_token": int(round(self.kv_bytes_per_token)),
+            **({"kv_state_bytes": self.kv_state_bytes} if self.kv_state_bytes else {}),
             "notes": list(self.notes),
         }
 
@@ -403,19 +467,27 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
     kv_bits = runtime.kv_cache_types[kv_type]
     per_token = kv_bytes_per_token(arch, kv_bits, context=context,
                                    sliding_window_cache=runtime.sliding_window_cache, mla_cache=runtime.mla_cache)
-    kv = int(round(per_token * context * batch))
-    if arch.sliding_layers and runtime.sliding_window_cache and context > (arch.sliding_window or 0):
-        notes.append(f"{arch.sliding_layers} of {arch.layers} layers use a {arch.sliding_window}-token "
-                     f"sliding window: their cache stops growing there")
+    state = recurrent_state_bytes(arch, float(catalog.constants.get("recurrent_state_bits", 32))) * batch
+    kv = int(round(per_token * context * batch)) + state
+    window = arch.local_window
+    if arch.sliding_layers and runtime.sliding_window_cache and context > (window or 0):
+        kind = "chunk" if arch.attention == "chunked" else "sliding window"
+        notes.append(f"{arch.sliding_layers} of {arch.layers} layers use a {window}-token "
+                     f"{kind}: their cache stops growing there")
     if arch.attention == "mla":
         notes.append("MLA: the cache holds one compressed latent per layer, not per-head K and V")
+    if arch.linear_attention is not None:
+        notes.append(f"{arch.linear_layers} of {arch.layers} layers are linear attention: a fixed "
+                     f"{state / batch / 2**20:.0f} MiB state per sequence instead of a growing KV cache")
+    if arch.kv_shared_layers:
+        notes.append(f"the last {arch.kv_shared_layers} of {arch.layers} layers reuse earlier layers' KV cache")
     overhead = _overhead(model, runtime, catalog, context, batch, gpu)
     return MemoryEstimate(
         model=model.id, hf_repo=model.hf_repo, quant=quant.id, runtime=runtime.id, format=fmt,
         context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
         overhead_bytes=overhead, layers=arch.layers, per_layer_bytes=w.per_layer_bytes,
         non_layer_bytes=w.non_layer_bytes, kv_bytes_per_token=per_token, weights_source=w.source,
-        weights_read_bytes=w.read_bytes, notes=tuple(notes))
+        weights_read_bytes=w.read_bytes, notes=tuple(notes), kv_state_bytes=state)
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
@@ -452,7 +524,7 @@ def default_context(model: ModelSpec, runtime: RuntimeSpec, vram_total: int = 0)
 
 def context_within(budget_bytes: int, est: MemoryEstimate, max_context: int) -> int:
     """The longest context whose KV cache fits in `budget_bytes` next to weights and overhead."""
-    free = budget_bytes - est.weights_bytes - est.overhead_bytes
+    free = budget_bytes - est.weights_bytes - est.overhead_bytes - est.kv_state_bytes
     if free <= 0 or est.kv_bytes_per_token <= 0:
         return 0
     return int(min(max_context, free // (est.kv_bytes_per_token * est.batch)))
