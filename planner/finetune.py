@@ -334,8 +334,8 @@ def commands(model: ModelSpec, rank: int, adapter_dir: str, consts: dict) -> dic
     out: dict[str, Any] = {
         "vllm": [["vllm", "serve", model.hf_repo, "--enable-lora", "--lora-modules", f"ft={adapter_dir}",
                   "--max-lora-rank", str(vllm_rank(rank, consts))]],
-        "llama.cpp": [["python", "convert_lora_to_gguf.py", "--base", "BASE_MODEL_DIR", "--outfile", "ft-lora.gguf",
-                       adapter_dir]],
+        "llama.cpp": [["python", "convert_lora_to_gguf.py", "--base-model-id", model.hf_repo, "--outfile",
+                       "ft-lora.gguf", adapter_dir]],
         "ollama": {"modelfile": [f"FROM {tag or model.hf_repo}", f"ADAPTER {adapter_dir}"],
                    "argv": [["ollama", "create", "ft", "-f", "Modelfile"], ["ollama", "run", "ft"]]},
         "merge": [["llama-export-lora", "-m", "base-f16.gguf", "--lora", "ft-lora.gguf", "-o", "merged-f16.gguf"]],

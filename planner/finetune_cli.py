@@ -78,6 +78,7 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
     chosen = next((p for p in parallel if p["fits"]), None)
     fits = single["fits"] or chosen is not None
     doc: dict[str, Any] = {
+        "answer": "yes" if fits else "no",
         "model": m.id, "hf_repo": m.hf_repo, "method": method, "framework": framework, "target": target,
         "rank": None if method == "full" else rank, "optimizer": optimizer, "seq_len": seq_len,
         "micro_batch": micro_batch, "trainable_params": mem.trainable_params,
@@ -91,10 +92,13 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
         "would_fit_with": [] if single["fits"] else _would_fit(cat, mem, tokens, budget, ram),
         "time": _time(m, method, seq_len, mem, gpus, n if chosen else 1, examples, avg_tokens, consts),
         "follow_up": _follow_up(m, rank if method != "full" else None, mem, gpus, budget, ram, consts),
-        "notes": list(mem.notes) + [
+        "notes": list(mem.notes) + (
+            ["sharding (FSDP / ZeRO) runs under Transformers or Axolotl with Accelerate or DeepSpeed; Unsloth's "
+             "open-source release trains on one GPU"] if n > 1 and framework == "unsloth" else []) + [
             "MFU range is an assumption until measured (data/finetune.yaml mfu)",
             f"memory per framework fitted to Unsloth's published tables; {framework}: "
-            f"{consts['frameworks'][framework]['name']}"],
+            f"{consts['frameworks'][framework]['name']}"] + (
+            [consts["frameworks"][framework]["note"]] if consts["frameworks"][framework].get("note") else []),
     }
     code = Exit.OK if fits else Exit.NO_FIT
     if fmt != "table":
@@ -145,6 +149,9 @@ def _time(m, method, seq_len, mem, gpus, n_used, examples, avg_tokens, consts) -
 
 
 def _follow_up(m, rank, mem, gpus, budget, ram, consts) -> dict[str, Any]:
+    if rank is None:  # full fine-tuning: the checkpoint is a whole model, nothing to merge
+        return {"serve": f"the checkpoint is a full {m.id}-shaped model: plan it like the base "
+                         f"(plan-deploy can-run {m.id})"}
     need = mem.base_16bit_bytes
     if need <= budget * len(gpus):
         where = "gpu"
@@ -193,8 +200,14 @@ def render(doc: dict) -> str:
     if mem["cpu_ram_per_token_bytes"]:
         lines.append(f"    CPU RAM for offloaded checkpoints: {_gib(mem['cpu_ram_bytes'])}")
     s = doc["single_gpu"]
-    lines.append(f"  largest on one GPU: {s['max_tokens']:,} tokens = micro-batch {s['max_micro_batch_at_seq_len']} x "
-                 f"{doc['seq_len']}, or one sequence of {s['max_seq_len_at_micro_batch_1']:,}")
+    if s["max_micro_batch_at_seq_len"]:
+        lines.append(f"  largest on one GPU: {s['max_tokens']:,} tokens = micro-batch {s['max_micro_batch_at_seq_len']} x "
+                     f"{doc['seq_len']}, or one sequence of {s['max_seq_len_at_micro_batch_1']:,}")
+    elif s["max_tokens"]:
+        lines.append(f"  largest on one GPU: one sequence of {s['max_seq_len_at_micro_batch_1']:,} tokens "
+                     f"(not one of {doc['seq_len']})")
+    else:
+        lines.append("  largest on one GPU: nothing: the fixed terms alone exceed it")
     for p in doc["multi_gpu"]:
         lines.append(f"  {p['strategy']:6} x{p['gpus']}: {_gib(p['required_bytes_per_gpu'])} per GPU, "
                      f"{'fits' if p['fits'] else 'does not fit'} (up to {p['max_tokens']:,} tokens)")
@@ -210,6 +223,10 @@ def render(doc: dict) -> str:
         else:
             lines.append(f"  time per epoch: {t['note']}")
     f = doc["follow_up"]
+    if "serve" in f:
+        lines.append(f"  then: {f['serve']}")
+        lines += [f"  note: {n}" for n in doc["notes"]]
+        return "\n".join(lines) + "\n"
     mg = f["merge"]
     where = {"gpu": "fits on the GPU", "cpu": "fits in CPU RAM",
              "neither": "fits neither GPU nor RAM here"}[mg["where"]]

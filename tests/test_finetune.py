@@ -300,3 +300,25 @@ def test_cpu_only_machine_is_refused():
     box = Path(__file__).parent / "machines" / "cpu-box.yaml"
     code, _, err = _main("llama-3.2-1b", "--machine", str(box), "--method", "lora")
     assert code == 2 and "CUDA GPUs only" in err
+
+
+def test_full_finetune_has_nothing_to_merge():
+    r = _run("llama-3.2-1b", "--method", "full", "--optimizer", "adamw", "--gpu", "A100 80GB", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["rank"] is None
+    assert doc["trainable_params"] == cat_params("llama-3.2-1b")
+    assert "merge" not in doc["follow_up"] and "can-run llama-3.2-1b" in doc["follow_up"]["serve"]
+
+
+def cat_params(model_id):
+    return catalog.load().model(model_id).params
+
+
+def test_finetune_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, planner.cli, planner.finetune_cli, planner.finetune; "
+            "heavy = {'numpy', 'httpx', 'gguf', 'huggingface_hub', 'xllamacpp', 'torch'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
