@@ -262,13 +262,17 @@ def largest_shape(mem: Memory, budget_bytes: int, ram_bytes: int | None, seq_len
 # ---------------------------------------------------------------- multi-GPU
 
 
+# Memory terms each multi-GPU strategy divides among the GPUs (by name prefix; ZeRO paper, section 5).
+SHARDED = {"ddp": (), "zero2": ("lora_gradients", "gradients", "optimizer", "master"),
+           "zero3": ("lora_gradients", "gradients", "optimizer", "master", "base", "lora_weights")}
+
+
 def sharded(mem: Memory, n: int, stage: str) -> Memory:
     """Per-GPU memory with `n` GPUs: `ddp` replicates; `zero2` shards gradients and optimizer states;
     `zero3` (FSDP) also shards the weights (a 4-bit base too). Activations stay per GPU (ZeRO paper, 5)."""
     if stage == "ddp" or n <= 1:
         return mem
-    shard = {"zero2": ("gradients", "optimizer", "master"),
-             "zero3": ("gradients", "optimizer", "master", "base", "lora_weights")}[stage]
+    shard = SHARDED[stage]
     terms = {k: (-(-v // n) if k.startswith(shard) else v) for k, v in mem.terms.items()}
     return Memory(terms=terms, per_token_bytes=mem.per_token_bytes, per_token_terms=mem.per_token_terms,
                   cpu_per_token_bytes=mem.cpu_per_token_bytes, trainable_params=mem.trainable_params,

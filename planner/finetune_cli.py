@@ -74,7 +74,9 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
     parallel = []
     for stage in ("ddp", "zero2", "zero3"):
         if n > 1:
-            parallel.append({"strategy": stage, "gpus": n, **shape(ft.sharded(mem, n, stage))})
+            parallel.append({"strategy": stage, "gpus": n, "shards": [k for k in mem.terms
+                                                                       if k.startswith(ft.SHARDED[stage])] if
+                             ft.SHARDED[stage] else [], **shape(ft.sharded(mem, n, stage))})
     chosen = next((p for p in parallel if p["fits"]), None)
     fits = single["fits"] or chosen is not None
     doc: dict[str, Any] = {
@@ -89,7 +91,7 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
                    "tokens": tokens, "total_bytes": mem.total_bytes(tokens),
                    "cpu_ram_bytes": mem.cpu_per_token_bytes * tokens},
         "fits": fits, "single_gpu": single, "multi_gpu": parallel,
-        "would_fit_with": [] if single["fits"] else _would_fit(cat, mem, tokens, budget, ram),
+        "would_fit_with": [] if fits else _would_fit(cat, mem, tokens, budget, ram),
         "time": _time(m, method, seq_len, mem, gpus, n if chosen else 1, examples, avg_tokens, consts),
         "follow_up": _follow_up(m, rank if method != "full" else None, mem, gpus, budget, ram, consts),
         "notes": list(mem.notes) + (
@@ -119,7 +121,7 @@ def _would_fit(cat, mem: ft.Memory, tokens: int, budget: int, ram: int) -> list[
         shard = ft.sharded(mem, k, "zero3")
         most = shard.max_tokens(budget, ram)
         if most >= tokens:
-            out.append(f"{k} of these GPUs with FSDP / DeepSpeed ZeRO-3 sharding the base, adapters and "
+            out.append(f"{k} of these GPUs with FSDP / DeepSpeed ZeRO-3 sharding the weights, gradients and "
                        f"optimizer states ({shard.total_bytes(tokens) / GIB:.1f} GiB each)")
             break
         if k == 2 and most > 0:
@@ -208,8 +210,11 @@ def render(doc: dict) -> str:
                      f"(not one of {doc['seq_len']})")
     else:
         lines.append("  largest on one GPU: nothing: the fixed terms alone exceed it")
+    if doc["multi_gpu"]:
+        lines.append("  several GPUs (data parallel: each holds everything; ZeRO-2 shards gradients and optimizer "
+                     "states; ZeRO-3 / FSDP also the weights):")
     for p in doc["multi_gpu"]:
-        lines.append(f"  {p['strategy']:6} x{p['gpus']}: {_gib(p['required_bytes_per_gpu'])} per GPU, "
+        lines.append(f"    {p['strategy']:6} x{p['gpus']}: {_gib(p['required_bytes_per_gpu'])} per GPU, "
                      f"{'fits' if p['fits'] else 'does not fit'} (up to {p['max_tokens']:,} tokens)")
     if doc["would_fit_with"]:
         lines.append("  would fit with:")

@@ -245,7 +245,7 @@ def test_70b_qlora_on_a_4090_says_no_and_what_would():
     assert r.exit_code == 3, r.output
     assert "does NOT fit" in r.output
     assert "L40S (48 GB)" in r.output  # one 48 GB GPU
-    assert "2 of these GPUs with FSDP" in r.output and "3 of these GPUs" in r.output
+    assert "2 of these GPUs with FSDP / DeepSpeed ZeRO-3" in r.output  # FSDP + QLoRA: 70B on two 24 GB GPUs
 
 
 def test_70b_on_two_4090s_fits_with_zero3_at_short_sequences():
@@ -322,3 +322,13 @@ def test_finetune_imports_no_heavy_library():
             "heavy = {'numpy', 'httpx', 'gguf', 'huggingface_hub', 'xllamacpp', 'torch'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sharding_divides_only_what_each_stage_shards(cat, consts):
+    mem = _mem(cat, consts, "llama-3.3-70b", rank=16)
+    z2, z3 = ft.sharded(mem, 4, "zero2"), ft.sharded(mem, 4, "zero3")
+    assert ft.sharded(mem, 4, "ddp") == mem
+    assert z2.terms["base_linear_4bit"] == mem.terms["base_linear_4bit"]
+    assert z2.terms["lora_gradients_fp32"] == mem.terms["lora_gradients_fp32"] // 4
+    assert z3.terms["base_linear_4bit"] == -(-mem.terms["base_linear_4bit"] // 4)
+    assert z3.terms["cuda_context"] == mem.terms["cuda_context"] and z3.per_token_bytes == mem.per_token_bytes
