@@ -12,13 +12,15 @@ ADAPTER_DIR = "./lora-out"
 MAX_SHARDS = 8  # the largest GPU count we suggest for sharding (one node)
 
 
-def _trainable_gpus(machine, method: str, framework: str, consts: dict) -> list:
+def _trainable_gpus(machine, model, method: str, framework: str, consts: dict) -> list:
     """The machine's GPUs that can run this training, or a UsageError that says what can."""
     discrete = [g for g in machine.gpus if g.vendor in ("nvidia", "amd") and not g.unified_memory]
     apple = any(g.vendor == "apple" for g in machine.gpus)
     where = "Apple silicon (MPS)" if apple else "a machine without a CUDA GPU"
-    mlx = ("on Apple silicon MLX-LM trains LoRA on 4-bit models: "
-           "mlx_lm.lora --model mlx-community/<model>-4bit --train --data ./data")
+    mlx_repo = next((a.repo for a in model.artifacts if a.format == "mlx" and a.quant.lower() == "4bit"),
+                    "<a 4-bit MLX model>")
+    mlx = (f"on Apple silicon MLX-LM trains QLoRA on a 4-bit MLX model: "
+           f"mlx_lm.lora --model {mlx_repo} --train --data ./data")
     if not discrete:
         if method == "qlora":
             raise UsageError(f"QLoRA cannot train on {where}: bitsandbytes 4-bit training weights need a CUDA GPU",
@@ -52,7 +54,7 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
         raise UsageError("--examples and --avg-tokens go together", hint="e.g. --examples 5000 --avg-tokens 600")
     m = models[0]
     consts = ft.load_constants()
-    gpus = _trainable_gpus(machine, method, framework, consts)
+    gpus = _trainable_gpus(machine, m, method, framework, consts)
     max_len = m.context_length_extended or m.context_length
     if seq_len > max_len:
         raise UsageError(f"--seq-len {seq_len} exceeds {m.id}'s context of {max_len} tokens")
