@@ -105,7 +105,8 @@ def test_qlora_base_keeps_embeddings_and_head_in_16_bits(cat, consts):
 
 def test_loaded_memory_matches_unsloth_notebooks(cat, consts):
     # Held out: torch's reserved memory after loading (base + adapters), every notebook row. Stated error:
-    # we predict 3-17% low (median 8.6%): the allocator's rounding and Unsloth's buffers are not itemized.
+    # we predict 2-17% low (median 8%); the same Llama-3 8B shapes load 5.594 GiB under Unsloth 2024.5 and
+    # 5.984 GiB under 2024.8, so versions alone move this figure by 7%.
     errs = []
     for row in consts["published"]["unsloth_notebooks"]["rows"]:
         mem = _mem(cat, consts, row["model"], rank=row["rank"])
@@ -332,3 +333,14 @@ def test_sharding_divides_only_what_each_stage_shards(cat, consts):
     assert z2.terms["lora_gradients_fp32"] == mem.terms["lora_gradients_fp32"] // 4
     assert z3.terms["base_linear_4bit"] == -(-mem.terms["base_linear_4bit"] // 4)
     assert z3.terms["cuda_context"] == mem.terms["cuda_context"] and z3.per_token_bytes == mem.per_token_bytes
+
+
+def test_table_output_shows_terms_shape_time_and_commands():
+    r = _run("llama-3.1-8b", "--gpu", "RTX 4090", "--examples", "5000", "--avg-tokens", "600", "--rank", "32")
+    assert r.exit_code == 0
+    out = r.stdout
+    for words in ("QLoRA of llama-3.1-8b with unsloth", "83,886,080 trainable", "base linear 4bit",
+                  "largest on one GPU:", "time per epoch: 3,000,000 tokens", "merge: needs the 16-bit base",
+                  "$ vllm serve meta-llama/Llama-3.1-8B-Instruct --enable-lora --lora-modules ft=./lora-out "
+                  "--max-lora-rank 32", "--lora ft-lora.gguf", "ADAPTER ./lora-out"):
+        assert words in out, words
