@@ -7,12 +7,11 @@ Bytes are ints until output; token counts are micro-batch x sequence length.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .catalog import Architecture, ModelSpec
+from .catalog import Architecture, Catalog, ModelSpec
 from .errors import CatalogError, UsageError
 from .memory import activation_bytes_per_token, tensor_groups
 
@@ -181,8 +180,9 @@ def base_weight_bytes(arch: Architecture, method: str, consts: dict) -> dict[str
     return {"base_16bit": (linear + other) * 2}
 
 
-def estimate(model: ModelSpec, req: Request, consts: dict, *, cuda_context_bytes: int) -> Memory:
-    """Memory terms of one setup (sources: data/finetune.yaml).
+def estimate(model: ModelSpec, req: Request, consts: dict, cat: Catalog) -> Memory:
+    """Memory terms of one setup (sources: data/finetune.yaml; the CUDA context and the one-layer activation
+    form from the catalog: data/runtimes.yaml, data/constants.yaml).
 
     fixed: base weights; trainable state (LoRA: fp32 adapters + fp32 grads + optimizer states; full: 16-bit
     weights and grads + fp32 master + optimizer states); dequantization buffers (QLoRA); CUDA context.
@@ -220,12 +220,11 @@ def estimate(model: ModelSpec, req: Request, consts: dict, *, cuda_context_bytes
     if req.method == "qlora":
         biggest = arch.hidden_size * _widest_ffn(arch) * 2
         terms["dequant_buffers"] = int(round(float(fw["dequant_buffers"]) * biggest))
-    terms["cuda_context"] = int(cuda_context_bytes)
+    terms["cuda_context"] = cuda_context(cat)
     if opt.get("paged"):
         notes.append("paged optimizer: its states can spill to CPU RAM under memory pressure")
     per_token = {"layer_working_set": int(round(float(fw["activation_factor"])
-                                                * activation_bytes_per_token(arch, {"activation_bytes_per_token":
-                                                                                    _ACT_FORM})))}
+                                                * activation_bytes_per_token(arch, cat.constants)))}
     checkpoints = arch.layers * arch.hidden_size * 2
     cpu_per_token = 0
     if fw["checkpoints"] == "gpu":
@@ -241,22 +240,8 @@ def estimate(model: ModelSpec, req: Request, consts: dict, *, cuda_context_bytes
                   base_16bit_bytes=all_params * 2, notes=tuple(notes))
 
 
-# The one-layer working-set form, as data/constants.yaml states it (6 x intermediate + 8 x hidden).
-_ACT_FORM = {"intermediate": 6, "hidden": 8}
-
-
 def _widest_ffn(arch: Architecture) -> int:
     return arch.moe.expert_intermediate_size if arch.moe is not None else arch.intermediate_size
-
-
-# ---------------------------------------------------------------- fitting the largest batch x length
-
-
-def largest_shape(mem: Memory, budget_bytes: int, ram_bytes: int | None, seq_len: int,
-                  max_len: int) -> tuple[int, int, int]:
-    """(tokens, micro-batch at `seq_len`, longest sequence at micro-batch 1) that fit; 0s when none."""
-    tokens = mem.max_tokens(budget_bytes, ram_bytes)
-    return tokens, tokens // seq_len if seq_len else 0, min(tokens, max_len)
 
 
 # ---------------------------------------------------------------- multi-GPU
@@ -351,15 +336,7 @@ def commands(model: ModelSpec, rank: int, adapter_dir: str, consts: dict) -> dic
     return out
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b else 0
-
-
-def round_up(x: float, step: float) -> float:
-    return math.ceil(x / step) * step
-
-
-def cuda_context(cat) -> int:
+def cuda_context(cat: Catalog) -> int:
     """The measured CUDA context of a PyTorch process (data/runtimes.yaml, transformers: H100 measurement)."""
     return int(cat.runtime("transformers").memory["cuda_context_bytes"])
 

@@ -60,7 +60,7 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
         raise UsageError(f"--seq-len {seq_len} exceeds {m.id}'s context of {max_len} tokens")
     req = ft.Request(method=method, rank=rank, target=target, framework=framework, optimizer=optimizer,
                      seq_len=seq_len, micro_batch=micro_batch)
-    mem = ft.estimate(m, req, consts, cuda_context_bytes=ft.cuda_context(cat))
+    mem = ft.estimate(m, req, consts, cat)
     budget = min(usable_gpu_bytes(g) for g in gpus)
     ram = usable_ram_bytes(machine, cat.constants)
     tokens = seq_len * micro_batch

@@ -30,14 +30,13 @@ def line(xs, ys):
 def fit(cat, consts):
     rows = [r for r in consts["published"]["unsloth_context"]["rows"] if r["model"] == "llama-3.1-8b"]
     m = cat.model("llama-3.1-8b")
-    ctx = ft.cuda_context(cat)
-    act = activation_bytes_per_token(m.arch, {"activation_bytes_per_token": ft._ACT_FORM})
+    act = activation_bytes_per_token(m.arch, cat.constants)
     biggest = m.arch.hidden_size * m.arch.intermediate_size * 2
     out = {}
     for fw in ("unsloth", "transformers"):
         pts = [(r[fw], r["vram_gb"] * GIB) for r in rows if r[fw]]
         slope, intercept = line([p[0] for p in pts], [p[1] for p in pts])
-        mem = ft.estimate(m, ft.Request(rank=32, framework=fw), consts, cuda_context_bytes=ctx)
+        mem = ft.estimate(m, ft.Request(rank=32, framework=fw), consts, cat)
         modelled = mem.fixed_bytes - mem.terms["dequant_buffers"]
         res = {"slope_bytes_per_token": slope, "intercept_gib": intercept / GIB,
                "dequant_buffers": (intercept - modelled) / biggest}
@@ -50,14 +49,13 @@ def fit(cat, consts):
 
 
 def table(cat, consts):
-    ctx = ft.cuda_context(cat)
     rows = []
     for r in consts["published"]["unsloth_context"]["rows"]:
         m = cat.model(r["model"])
         for fw in ("unsloth", "transformers"):
             if not r[fw]:
                 continue
-            mem = ft.estimate(m, ft.Request(rank=32, framework=fw), consts, cuda_context_bytes=ctx)
+            mem = ft.estimate(m, ft.Request(rank=32, framework=fw), consts, cat)
             pred = mem.max_tokens(int(r["vram_gb"] * GIB))
             kind = "in-sample" if r["model"] == "llama-3.1-8b" else "held-out"
             rows.append((f"context tokens {m.id} {fw} {r['vram_gb']} GB", r[fw], pred, kind))
@@ -67,12 +65,12 @@ def table(cat, consts):
     for r in consts["published"]["unsloth_min_vram"]["rows"]:
         m = cat.model(r["model"])
         for method, key in (("qlora", "qlora_gb"), ("lora", "lora16_gb")):
-            mem = ft.estimate(m, ft.Request(method=method, rank=16), consts, cuda_context_bytes=ctx)
+            mem = ft.estimate(m, ft.Request(method=method, rank=16), consts, cat)
             pred = ft.minimum_bytes(mem) / GIB
             rows.append((f"minimum GiB {r['label']} {method} ({m.id})", r[key], pred, "held-out"))
     for r in consts["published"]["unsloth_notebooks"]["rows"]:
         m = cat.model(r["model"])
-        mem = ft.estimate(m, ft.Request(rank=r["rank"]), consts, cuda_context_bytes=ctx)
+        mem = ft.estimate(m, ft.Request(rank=r["rank"]), consts, cat)
         pred = ft.loaded_bytes(mem) / GIB
         rows.append((f"loaded GiB {r['notebook'][3:-6]} (Unsloth {r['unsloth']})", r["loaded_gib"], pred, "held-out"))
     return rows

@@ -35,7 +35,7 @@ def consts():
 
 
 def _mem(cat, consts, model, **kw):
-    return ft.estimate(cat.model(model), ft.Request(**kw), consts, cuda_context_bytes=ft.cuda_context(cat))
+    return ft.estimate(cat.model(model), ft.Request(**kw), consts, cat)
 
 
 def _run(*args):
@@ -344,3 +344,21 @@ def test_table_output_shows_terms_shape_time_and_commands():
                   "$ vllm serve meta-llama/Llama-3.1-8B-Instruct --enable-lora --lora-modules ft=./lora-out "
                   "--max-lora-rank 32", "--lora ft-lora.gguf", "ADAPTER ./lora-out"):
         assert words in out, words
+
+
+def test_properties_more_memory_never_fewer_tokens_more_tokens_never_less_memory(cat, consts):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    models = [m.id for m in cat.models]
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.sampled_from(models), st.sampled_from(ft.METHODS), st.sampled_from(ft.FRAMEWORKS),
+           st.integers(1, 8), st.integers(1, 200_000), st.integers(8, 200))
+    def check(model, method, fw, rank, tokens, gib):
+        mem = _mem(cat, consts, model, method=method, framework=fw, rank=rank)
+        assert mem.total_bytes(tokens + 1) > mem.total_bytes(tokens)
+        assert mem.max_tokens((gib + 8) * GIB) >= mem.max_tokens(gib * GIB)
+        assert mem.total_bytes(mem.max_tokens(gib * GIB)) <= gib * GIB or mem.max_tokens(gib * GIB) == 0
+
+    check()
