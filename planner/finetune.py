@@ -300,8 +300,8 @@ def epoch_time(tokens: int, flops_token: float, peak_flops: float, n_gpus: int, 
     m = consts["mfu"]
     work = tokens * flops_token
     rate = peak_flops * n_gpus
-    return EpochTime(tokens=tokens, seconds_low=work / (rate * m["high"]), seconds_expected=work / (rate * m["expected"]),
-                     seconds_high=work / (rate * m["low"]))
+    return EpochTime(tokens=tokens, seconds_low=work / (rate * m["high"]),
+                     seconds_expected=work / (rate * m["expected"]), seconds_high=work / (rate * m["low"]))
 
 
 # ---------------------------------------------------------------- serving the adapter

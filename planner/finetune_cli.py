@@ -114,8 +114,10 @@ def _would_fit(cat, mem: ft.Memory, tokens: int, budget: int, ram: int) -> list[
     """A bigger single GPU from the catalog, or more of this GPU with FSDP / ZeRO-3 sharding."""
     out = []
     need = mem.total_bytes(tokens)
-    bigger = sorted((g for g in cat.gpus if g.vendor == "nvidia" and g.memory_gib and g.memory_gib * GIB * 0.99 >= need),
-                    key=lambda g: (g.memory_gib, g.id))
+    c = cat.constants  # a named NVIDIA card shows less than its label and the driver keeps a share (constants.yaml)
+    usable = c["nvidia_visible_fraction"] * (1 - c["nvidia_reserved_fraction"])
+    bigger = sorted((g for g in cat.gpus if g.vendor == "nvidia" and g.memory_gib
+                     and g.memory_gib * GIB * usable >= need), key=lambda g: (g.memory_gib, g.id))
     if bigger:
         names = ", ".join(f"{g.name} ({g.memory_gib:g} GB)" for g in bigger[:3])
         out.append(f"one GPU with at least {need / GIB:.1f} GiB: {names}")
@@ -205,8 +207,9 @@ def render(doc: dict) -> str:
         lines.append(f"    CPU RAM for offloaded checkpoints: {_gib(mem['cpu_ram_bytes'])}")
     s = doc["single_gpu"]
     if s["max_micro_batch_at_seq_len"]:
-        lines.append(f"  largest on one GPU: {s['max_tokens']:,} tokens = micro-batch {s['max_micro_batch_at_seq_len']} x "
-                     f"{doc['seq_len']}, or one sequence of {s['max_seq_len_at_micro_batch_1']:,}")
+        lines.append(f"  largest on one GPU: {s['max_tokens']:,} tokens = micro-batch "
+                     f"{s['max_micro_batch_at_seq_len']} x {doc['seq_len']}, or one sequence of "
+                     f"{s['max_seq_len_at_micro_batch_1']:,}")
     elif s["max_tokens"]:
         lines.append(f"  largest on one GPU: one sequence of {s['max_seq_len_at_micro_batch_1']:,} tokens "
                      f"(not one of {doc['seq_len']})")
@@ -225,8 +228,8 @@ def render(doc: dict) -> str:
     if t:
         if "seconds_expected" in t:
             lines.append(f"  time per epoch: {t['tokens_per_epoch']:,} tokens, ~{_dur(t['seconds_expected'])} "
-                         f"({_dur(t['seconds_low'])}-{_dur(t['seconds_high'])}, MFU {t['mfu']['high']}-{t['mfu']['low']} "
-                         f"of {t['peak_bf16_tflops']:g} TFLOPS x {t['gpus']})")
+                         f"({_dur(t['seconds_low'])}-{_dur(t['seconds_high'])}, MFU {t['mfu']['high']}-"
+                         f"{t['mfu']['low']} of {t['peak_bf16_tflops']:g} TFLOPS x {t['gpus']})")
         else:
             lines.append(f"  time per epoch: {t['note']}")
     f = doc["follow_up"]

@@ -151,8 +151,8 @@ def test_unsloth_8b_context_column_in_sample(cat, consts):
 
 
 def test_unsloth_70b_context_held_out(cat, consts):
-    # Held out: Llama-3.3-70B. Memory at the published length is within 3% of the GPU (48 GB: +2.3%); in tokens the 48 GB
-    # row is the sensitive one (5 GiB left for activations): -21%; 80 GB: -5%; HF+FA2 80 GB: +9%.
+    # Held out: Llama-3.3-70B. Memory at the published length is within 3% of the GPU (48 GB: +2.3%); in tokens
+    # the 48 GB row is the sensitive one (5 GiB left for activations): -21%; 80 GB: -5%; HF+FA2 80 GB: +9%.
     limits = {("unsloth", 48): 0.25, ("unsloth", 80): 0.10, ("transformers", 80): 0.15}
     for r in _context_rows(consts, "llama-3.3-70b"):
         for fw in ("unsloth", "transformers"):
