@@ -341,14 +341,10 @@ def cuda_context(cat: Catalog) -> int:
     return int(cat.runtime("transformers").memory["cuda_context_bytes"])
 
 
-# Unsloth's tables state the "absolute minimum": micro-batch 1 at a short sequence. We price 512 tokens (policy),
-# and compare without the CUDA context: Unsloth reports torch.cuda.max_memory_reserved(), which leaves it out.
-MINIMUM_TOKENS = 512
-
-
-def minimum_bytes(mem: Memory) -> int:
-    """Memory at micro-batch 1 x MINIMUM_TOKENS, as torch's allocator reports it (no CUDA context)."""
-    return mem.total_bytes(MINIMUM_TOKENS) - mem.terms.get("cuda_context", 0)
+def minimum_bytes(mem: Memory, consts: dict) -> int:
+    """Unsloth's "absolute minimum": micro-batch 1 x `minimum_table_tokens` (policy, data/finetune.yaml), as
+    torch's allocator reports it (no CUDA context)."""
+    return mem.total_bytes(int(consts["minimum_table_tokens"])) - mem.terms.get("cuda_context", 0)
 
 
 def loaded_bytes(mem: Memory) -> int:

@@ -9,7 +9,6 @@ from .errors import Exit, UsageError
 from .units import GIB
 
 ADAPTER_DIR = "./lora-out"
-MAX_SHARDS = 8  # the largest GPU count we suggest for sharding (one node)
 
 
 def _trainable_gpus(machine, model, method: str, framework: str, consts: dict) -> list:
@@ -93,7 +92,7 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
                    "tokens": tokens, "total_bytes": mem.total_bytes(tokens),
                    "cpu_ram_bytes": mem.cpu_per_token_bytes * tokens},
         "fits": fits, "single_gpu": single, "multi_gpu": parallel,
-        "would_fit_with": [] if fits else _would_fit(cat, mem, tokens, budget, ram),
+        "would_fit_with": [] if fits else _would_fit(cat, mem, tokens, budget, ram, consts),
         "time": _time(m, method, seq_len, mem, gpus, n if chosen else 1, examples, avg_tokens, consts),
         "follow_up": _follow_up(m, rank if method != "full" else None, mem, gpus, budget, ram, consts),
         "notes": list(mem.notes) + (
@@ -110,7 +109,7 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
     return render(doc), code
 
 
-def _would_fit(cat, mem: ft.Memory, tokens: int, budget: int, ram: int) -> list[str]:
+def _would_fit(cat, mem: ft.Memory, tokens: int, budget: int, ram: int, consts: dict) -> list[str]:
     """A bigger single GPU from the catalog, or more of this GPU with FSDP / ZeRO-3 sharding."""
     out = []
     need = mem.total_bytes(tokens)
@@ -121,7 +120,7 @@ def _would_fit(cat, mem: ft.Memory, tokens: int, budget: int, ram: int) -> list[
     if bigger:
         names = ", ".join(f"{g.name} ({g.memory_gib:g} GB)" for g in bigger[:3])
         out.append(f"one GPU with at least {need / GIB:.1f} GiB: {names}")
-    for k in range(2, MAX_SHARDS + 1):
+    for k in range(2, int(consts["max_gpus_suggested"]) + 1):
         shard = ft.sharded(mem, k, "zero3")
         most = shard.max_tokens(budget, ram)
         if most >= tokens:

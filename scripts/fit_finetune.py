@@ -66,7 +66,7 @@ def table(cat, consts):
         m = cat.model(r["model"])
         for method, key in (("qlora", "qlora_gb"), ("lora", "lora16_gb")):
             mem = ft.estimate(m, ft.Request(method=method, rank=16), consts, cat)
-            pred = ft.minimum_bytes(mem) / GIB
+            pred = ft.minimum_bytes(mem, consts) / GIB
             rows.append((f"minimum GiB {r['label']} {method} ({m.id})", r[key], pred, "held-out"))
     for r in consts["published"]["unsloth_notebooks"]["rows"]:
         m = cat.model(r["model"])

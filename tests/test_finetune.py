@@ -177,7 +177,7 @@ def _minimum_errors(cat, consts, method, key):
     out = {}
     for r in consts["published"]["unsloth_min_vram"]["rows"]:
         mem = _mem(cat, consts, r["model"], method=method, rank=16)
-        out[r["label"]] = ft.minimum_bytes(mem) / GIB / r[key] - 1
+        out[r["label"]] = ft.minimum_bytes(mem, consts) / GIB / r[key] - 1
     return out
 
 
