@@ -362,3 +362,19 @@ def test_properties_more_memory_never_fewer_tokens_more_tokens_never_less_memory
         assert mem.total_bytes(mem.max_tokens(gib * GIB)) <= gib * GIB or mem.max_tokens(gib * GIB) == 0
 
     check()
+
+
+def test_unsloth_offload_is_limited_by_cpu_ram():
+    # Unsloth keeps one checkpoint per layer in CPU RAM: 32 x 4096 x 2 = 262,144 bytes per token for the 8B.
+    wide = json.loads(_run("llama-3.1-8b", "--gpu", "RTX 4090", "--ram", "256G", "--format", "json").stdout)
+    tight = json.loads(_run("llama-3.1-8b", "--gpu", "RTX 4090", "--ram", "8G", "--format", "json").stdout)
+    assert wide["single_gpu"]["max_tokens"] > 75_000
+    assert tight["single_gpu"]["max_tokens"] == tight["ram_budget_bytes"] // (32 * 4096 * 2)
+
+
+def test_machine_files_work():
+    from pathlib import Path
+
+    box = Path(__file__).parent / "machines" / "gpu-24gb.yaml"
+    r = _run("qwen2.5-7b", "--machine", str(box), "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["fits"]
