@@ -411,6 +411,33 @@ def gpus(fmt, debug):
     _list_catalog("gpus", fmt)
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--method", type=click.Choice(["qlora", "lora", "full"]), default="qlora", show_default=True)
+@click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r.")
+@click.option("--target", type=click.Choice(["all-linear", "attention"]), default="all-linear", show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=2048, show_default=True, help="Tokens per sequence.")
+@click.option("--micro-batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step per GPU.")
+@click.option("--framework", type=click.Choice(["unsloth", "transformers", "axolotl"]), default="unsloth", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "adamw-8bit", "paged-adamw-8bit"]), default="adamw-8bit",
+              show_default=True)
+@click.option("--examples", type=click.IntRange(min=1), help="Training examples per epoch (with --avg-tokens).")
+@click.option("--avg-tokens", type=click.IntRange(min=1), help="Average tokens per example.")
+@machine_options
+@click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+@debug_option
+def finetune(model, machine_file, gpu, vram, ram, cpu_cores, debug, **opts):
+    """Can this box fine-tune MODEL (LoRA, QLoRA, full)? Memory, largest batch x length, time, what next."""
+    from . import finetune_cli
+
+    cat = _catalog()
+    machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
+    _echo_notes(machine)
+    text, code = finetune_cli.run(cat, machine, model=model, **opts)
+    click.echo(text, nl=False)
+    sys.exit(code)
+
+
 # ---------------------------------------------------------------- entry point
 
 
