@@ -346,19 +346,22 @@ def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
 @click.option("--machine", "machine_file", type=click.Path(dir_okay=False),
               help="Read a machine file instead of probing (to check or convert it).")
 @click.option("--measure-bandwidth", is_flag=True,
-              help="Also measure RAM bandwidth (a 256 MiB copy; used for CPU speed estimates).")
+              help="Also measure RAM bandwidth as CPU decode reads it (all usable cores streaming at once, "
+                   "a few seconds); recorded in the machine document and used for CPU speed estimates.")
 @debug_option
 def probe(fmt, save, machine_file, measure_bandwidth, debug):
     """This machine's hardware, in the machine schema."""
     from . import hardware, output
-    from .probe import measure_ram_bandwidth
     from .probe import probe as run_probe
 
     m = hardware.load_machine(machine_file) if machine_file else run_probe()
     if measure_bandwidth:
-        bw = measure_ram_bandwidth()
-        m = replace(m, memory=replace(m.memory, bandwidth_bytes_per_s=bw)).with_notes(
-            f"RAM bandwidth measured: {bw / 1e9:.1f} GB/s (one thread copying 256 MiB; multi-threaded decode may reach more)")
+        from .bandwidth import measure
+
+        r = measure(workers=m.cpu.usable_cores)
+        m = replace(m, memory=replace(m.memory, bandwidth_bytes_per_s=r.bytes_per_s,
+                                      bandwidth_source=f"measured: {r.method}")).with_notes(
+            f"RAM bandwidth measured: {r.bytes_per_s / 1e9:.1f} GB/s ({r.method})")
     if save:
         ext_fmt = "json" if save.lower().endswith(".json") else "yaml"
         hardware.write_atomic(save, hardware.dump_machine(m, ext_fmt))

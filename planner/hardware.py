@@ -84,6 +84,8 @@ class Memory:
     available_bytes: int
     limit_bytes: int | None = None
     bandwidth_bytes_per_s: int | None = None
+    # How bandwidth_bytes_per_s was obtained, e.g. "measured: streaming read (memchr) on 2 processes ..."
+    bandwidth_source: str | None = None
 
     @property
     def usable_bytes(self) -> int:
@@ -98,6 +100,7 @@ class Memory:
             "available_bytes": self.available_bytes,
             "limit_bytes": self.limit_bytes,
             "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            **({"bandwidth_source": self.bandwidth_source} if self.bandwidth_source else {}),
         }
 
 
@@ -221,7 +224,9 @@ def machine_from_dict(doc: Any, source: str = "machine file") -> Machine:
     memory = Memory(total_bytes=total, available_bytes=available,
                     limit_bytes=r.get(mem_d, "limit_bytes", "memory.limit_bytes", int, required=False),
                     bandwidth_bytes_per_s=r.get(mem_d, "bandwidth_bytes_per_s",
-                                                "memory.bandwidth_bytes_per_s", int, required=False))
+                                                "memory.bandwidth_bytes_per_s", int, required=False),
+                    bandwidth_source=r.get(mem_d, "bandwidth_source", "memory.bandwidth_source", str,
+                                           required=False))
 
     gpus_raw = r.get(doc, "gpus", "gpus", list, required=False, default=[])
     gpus = []

@@ -374,6 +374,29 @@ def gguf_compute_buffer(arch: Architecture, n_ubatch: int) -> int:
     return int(n_ubatch * 4 * (arch.vocab_size + 2 * arch.intermediate_size))
 
 
+def gguf_cpu_compute_buffer(arch: Architecture, n_ubatch: int, context: int, constants: dict) -> int:
+    """llama.cpp's CPU compute buffer (sched_reserve "CPU compute buffer size"), in bytes.
+
+    n_ubatch x 4 bytes x (ffn_floats x intermediate + hidden_floats x hidden): the f32 activations
+    the graph allocator keeps alive at once for one micro-batch; plus the f16 attention mask of
+    n_ubatch x context. Logits are not in it: the CPU graph computes only the outputs it returns
+    (the output buffer, vocab x 4 bytes per sequence, is separate). The two float counts are in
+    data/constants.yaml (llamacpp_cpu_compute), fitted to llama.cpp's own log lines with
+    scripts/calibrate_cpu.py; MoE models use the expert width times the experts in use.
+    """
+    k = constants["llamacpp_cpu_compute"]
+    ff = arch.intermediate_size
+    if arch.moe is not None:
+        ff = arch.moe.expert_intermediate_size * (arch.moe.experts_per_token + arch.moe.shared_experts)
+    per_token = 4 * (k["ffn_floats"] * ff + k["hidden_floats"] * arch.hidden_size)
+    return int(n_ubatch * per_token + n_ubatch * context * k["mask_bytes_per_kv"])
+
+
+def gguf_output_buffer(arch: Architecture, batch: int) -> int:
+    """llama.cpp's host output buffer: one f32 row of logits per sequence (vocab x 4 bytes)."""
+    return 4 * arch.vocab_size * batch
+
+
 # ---------------------------------------------------------------- the estimate
 
 
@@ -505,6 +528,9 @@ def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context:
     elif cls == "vllm":
         tokens = min(int(mem.get("max_num_batched_tokens", 2048)), context)
         total += activation_bytes_per_token(arch, catalog.constants) * tokens
+    elif "n_ubatch" in mem and not gpu:
+        total += gguf_cpu_compute_buffer(arch, int(mem["n_ubatch"]), context, catalog.constants)
+        total += gguf_output_buffer(arch, batch)
     elif "n_ubatch" in mem:
         total += gguf_compute_buffer(arch, int(mem["n_ubatch"]))
     return total

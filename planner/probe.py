@@ -531,21 +531,3 @@ def _probe_apple(env: ProbeEnv, memory: Memory, notes: list[str]) -> list[Gpu]:
 
 
 # ---------------------------------------------------------------- RAM bandwidth (only when asked)
-
-
-def measure_ram_bandwidth(size_bytes: int = 256 << 20, repeats: int = 5) -> int:
-    """Bytes/s of a large memory copy (read + write), best of `repeats`; one thread.
-
-    Only `plan-deploy probe --measure-bandwidth` calls this: planning never measures, so the same
-    machine always gets the same plans. One thread's copy is a floor for what llama.cpp's threads reach.
-    """
-    import time
-
-    src = bytearray(size_bytes)
-    dst = bytearray(size_bytes)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        dst[:] = src
-        best = min(best, time.perf_counter() - t)
-    return int(2 * size_bytes / best) if best > 0 else 0

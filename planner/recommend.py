@@ -51,6 +51,14 @@ class Plan:
     quality_estimated: bool
     interactive: bool
     notes: tuple[str, ...] = ()
+    repacked_bytes: int = 0  # llama.cpp CPU plans: weights copied into the CPU_REPACK buffer at load
+
+    @property
+    def resident_bytes(self) -> int | None:
+        """RSS right after loading a llama.cpp CPU plan with mmap: file + repacked copy + KV + buffers."""
+        if self.placement.kind != "cpu" or self.estimate.format not in ("gguf", "ollama"):
+            return None
+        return self.estimate.total_bytes + self.repacked_bytes
 
     @property
     def bits_per_weight(self) -> float:
@@ -69,7 +77,9 @@ class Plan:
             "memory": {"required_bytes": p.required_bytes, "available_bytes": p.available_bytes,
                        "weights_bytes": e.weights_bytes, "kv_cache_bytes": e.kv_cache_bytes,
                        "overhead_bytes": p.required_bytes - e.weights_bytes - e.kv_cache_bytes,
-                       "device_bytes": p.device_bytes, "host_bytes": p.host_bytes},
+                       "device_bytes": p.device_bytes, "host_bytes": p.host_bytes,
+                       **({"cpu_repack_bytes": self.repacked_bytes, "resident_bytes": self.resident_bytes}
+                          if self.resident_bytes is not None else {})},
             "gpu_layers": p.gpu_layers,
             "layers": e.layers,
             "tensor_parallel": p.tensor_parallel,
@@ -302,6 +312,21 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     threshold = float(cat.constants["interactive_tokens_per_s"])
     interactive = spd.expected >= threshold if spd else placed.kind in ("gpu", "multi-gpu", "unified")
     notes = list(used_est.notes) + list(placed.notes)
+    if placed.kind in ("cpu", "partial-offload") and spd is not None:
+        notes.append(speed.ram_bandwidth_note(machine, cat))
+    repacked = 0
+    if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
+        from . import cpu_repack
+
+        repacked, by_type = cpu_repack.repacked(cpu_repack.recipe_tensors(model.arch, quant, cat.constants),
+                                                machine.cpu.flags)
+        resident = used_est.total_bytes + repacked
+        if repacked:
+            notes.append(f"resident after loading: about {resident / 2**30:.1f} GiB: llama.cpp copies "
+                         f"{repacked / 2**30:.1f} GiB of {'/'.join(sorted(by_type))} weights into its CPU_REPACK "
+                         f"buffer for {machine.cpu.arch} ({'/'.join(sorted(set(machine.cpu.flags) & {'avx2', 'avx512f', 'neon', 'dotprod', 'i8mm'}))}); "
+                         "the file's pages of those tensors stay cached but the kernel can drop them, and "
+                         "--no-mmap loads them once")
     if spd is not None and not interactive:
         notes.append(f"about {spd.expected:.1f} tokens/s: too slow for interactive use "
                      f"(under {threshold:g} tokens/s)")
@@ -314,7 +339,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     q, estimated = quality(model, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
                 speed=spd, launch=lnch, quality=q, quality_estimated=estimated, interactive=interactive,
-                notes=tuple(notes))
+                notes=tuple(notes), repacked_bytes=repacked)
 
 
 # ---------------------------------------------------------------- can-run: what would change the answer

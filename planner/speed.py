@@ -97,6 +97,17 @@ def ram_bandwidth(machine: Machine, catalog: Catalog) -> int:
     return machine.memory.bandwidth_bytes_per_s or int(catalog.constants["cpu_default_bandwidth_bytes_per_s"])
 
 
+def ram_bandwidth_note(machine: Machine, catalog: Catalog) -> str:
+    """One line for every plan that reads weights from RAM: the bandwidth used, and whether it was
+    measured (how) or assumed (the data/constants.yaml default)."""
+    bw = ram_bandwidth(machine, catalog)
+    if machine.memory.bandwidth_bytes_per_s:
+        how = machine.memory.bandwidth_source or "given in the machine file"
+        return f"CPU speed from RAM bandwidth {bw / 1e9:.1f} GB/s ({how})"
+    return (f"CPU speed from an assumed RAM bandwidth of {bw / 1e9:.1f} GB/s (dual-channel DDR4-3200); "
+            "measure it with `plan-deploy probe --measure-bandwidth --save FILE` and plan with --machine FILE")
+
+
 def decode_bytes(est: MemoryEstimate, model: ModelSpec, fill: float) -> tuple[float, float]:
     """(weight bytes, KV bytes) read per generated token with the context `fill` (0..1) full."""
     weights = est.weights_read_bytes or est.weights_bytes * read_fraction(model)
