@@ -346,3 +346,13 @@ def test_hf_repo_with_no_network_fails_fast_with_the_same_advice(tmp_path):
     lines = errors_only(p.returncode, p.stdout, p.stderr)
     assert "no network connection to http://127.0.0.1:9" in lines[0]
     assert time.perf_counter() - t < 15
+
+
+def test_checkpoint_index_naming_a_missing_shard(tmp_path):
+    arch = load().model("smollm2-135m").arch
+    directory = tmp_path / "partial"
+    write_checkpoint(directory, arch, "llama", 8192, shards=3)
+    (directory / "model-00002-of-00003.safetensors").unlink()
+    lines = errors_only(*run("estimate", str(directory), "--runtime", "vllm"))
+    assert "model-00002-of-00003.safetensors, which is missing" in lines[0]
+    assert "config.json alone" in lines[1]

@@ -173,3 +173,60 @@ def test_missing_file_and_directory(tmp_path):
         read_gguf(tmp_path / "nope.gguf")
     with pytest.raises(PlannerError, match="is a directory"):
         read_gguf(tmp_path)
+
+
+# ---------------------------------------------------------------- header -> Architecture
+
+
+def _gguf_metadata_for(arch_name: str, a, context: int) -> dict:
+    """The {arch}.* keys llama.cpp's converter writes, for a catalog architecture."""
+    md = {f"{arch_name}.block_count": a.layers, f"{arch_name}.context_length": context,
+          f"{arch_name}.embedding_length": a.hidden_size, f"{arch_name}.feed_forward_length": a.intermediate_size,
+          f"{arch_name}.attention.head_count": a.attention_heads,
+          f"{arch_name}.attention.head_count_kv": a.kv_heads, f"{arch_name}.attention.key_length": a.head_dim,
+          f"{arch_name}.vocab_size": a.vocab_size, "general.file_type": 15}
+    if a.sliding_window:
+        md[f"{arch_name}.attention.sliding_window"] = a.sliding_window
+    if a.moe:
+        md.update({f"{arch_name}.expert_count": a.moe.experts, f"{arch_name}.expert_used_count": a.moe.experts_per_token,
+                   f"{arch_name}.expert_feed_forward_length": a.moe.expert_intermediate_size})
+        if a.moe.shared_experts:
+            md[f"{arch_name}.expert_shared_count"] = a.moe.shared_experts
+        if a.moe.dense_layers:
+            md[f"{arch_name}.leading_dense_block_count"] = a.moe.dense_layers
+    if a.mla:
+        md.update({f"{arch_name}.attention.kv_lora_rank": a.mla.kv_lora_rank,
+                   f"{arch_name}.attention.q_lora_rank": a.mla.q_lora_rank,
+                   f"{arch_name}.rope.dimension_count": a.mla.qk_rope_head_dim,
+                   f"{arch_name}.attention.key_length_mla": a.mla.qk_nope_head_dim + a.mla.qk_rope_head_dim,
+                   f"{arch_name}.attention.value_length_mla": a.mla.v_head_dim})
+        md[f"{arch_name}.attention.key_length"] = a.head_dim
+    return md
+
+
+@pytest.mark.parametrize("model_id, arch_name", [
+    ("llama-3.1-8b", "llama"), ("qwen3-30b-a3b", "qwen3moe"), ("gemma-3-12b", "gemma3"),
+    ("gemma-2-9b", "gemma2"), ("deepseek-v3", "deepseek2"), ("gpt-oss-20b", "gpt-oss"), ("qwen2.5-7b", "qwen2"),
+])
+def test_gguf_header_gives_the_catalogs_architecture(tmp_path, model_id, arch_name):
+    from planner.memory import kv_bytes_per_token
+    from planner.sources.ggufarch import architecture
+
+    m = load().model(model_id)
+    a = m.arch
+    tensors = [("token_embd.weight", "F16", (a.hidden_size, a.vocab_size))]
+    if not a.tied_embeddings:
+        tensors.append(("output.weight", "F16", (a.hidden_size, a.vocab_size)))
+    if a.qkv_bias:
+        tensors.append(("blk.0.attn_q.bias", "F32", (a.attention_heads * a.head_dim,)))
+    path = tmp_path / f"{model_id}.gguf"
+    write_gguf(path, arch_name, _gguf_metadata_for(arch_name, a, m.context_length), tensors)
+    got, context = architecture(read_gguf(path))
+    assert context == m.context_length
+    for f in ("layers", "hidden_size", "attention_heads", "kv_heads", "head_dim", "vocab_size", "tied_embeddings",
+              "attention", "sliding_window", "global_every", "mla", "moe", "qkv_bias"):
+        assert getattr(got, f) == getattr(a, f), f
+    # and the KV cache the planner derives from it is the catalog model's
+    for ctx in (4096, 131072):
+        kw = dict(context=ctx, sliding_window_cache=True, mla_cache=True)
+        assert kv_bytes_per_token(got, 16, **kw) == kv_bytes_per_token(a, 16, **kw)
