@@ -315,12 +315,24 @@ def test_hf_repo_from_the_hub_cache_works_offline(tmp_path):
     (snap.parent.parent / "refs" / "main").write_text("a" * 40)
     (snap / "config.json").write_text(json.dumps(config_for(m.arch, "qwen2", 32768)))
     (snap / "README.md").write_text("---\nlicense: mit\n---\n")
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     p = _cli(["estimate", "acme/tiny-chat", "--runtime", "vllm", "--quant", "BF16", "--context", "4096",
-              "--format", "json"], {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+              "--format", "json"], env)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["model"] == "acme/tiny-chat" and doc["weights_source"] == "formula"
     assert "same architecture as catalog model qwen2.5-0.5b" in p.stderr
+    # with the safetensors index cached too, the weights are its total_size, and the card's licence counts
+    (snap / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": 988_097_536}, "weight_map": {"lm_head.weight": "model.safetensors"}}))
+    p = _cli(["can-run", "acme/tiny-chat", "--gpu", "RTX 4090", "--runtime", "vllm", "--licence", "permissive",
+              "--format", "json"], env)
+    assert p.returncode == 0, p.stderr
+    best = json.loads(p.stdout)["best"]
+    assert best["memory"]["weights_bytes"] == 988_097_536 and best["licence"]["id"] == "mit"
+    assert best["artifact"] == {"format": "safetensors", "quant": "BF16", "repo": "acme/tiny-chat",
+                                "size_bytes": 988_097_536, "source": "hub"}
+    assert best["launch"]["argv"][:3] == ["vllm", "serve", "acme/tiny-chat"]
 
 
 def test_hf_repo_without_huggingface_hub_installed(monkeypatch):
@@ -356,3 +368,10 @@ def test_checkpoint_index_naming_a_missing_shard(tmp_path):
     lines = errors_only(*run("estimate", str(directory), "--runtime", "vllm"))
     assert "model-00002-of-00003.safetensors, which is missing" in lines[0]
     assert "config.json alone" in lines[1]
+
+
+def test_plan_model_option_takes_catalog_names_too():
+    code, out, err = run("plan", "--model", "qwen2.5-0.5b", "--machine", str(MACHINES / "cpu-box.yaml"),
+                         "--format", "json")
+    assert code == 0, err
+    assert {p["model"] for p in json.loads(out)["plans"]} == {"qwen2.5-0.5b"}
