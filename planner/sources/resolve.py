@@ -60,8 +60,11 @@ def _from_path(path: Path, cat: Catalog) -> tuple[ModelSpec, tuple[str, ...]]:
         hint = (f"pass one of its GGUF files, e.g. {path / ggufs[0]}" if ggufs else
                 "pass a checkpoint directory (config.json and *.safetensors), a config.json or a .gguf file")
         raise ModelFileError(f"{path} is a directory without config.json", hint=hint)
-    with open(path, "rb") as f:
-        magic = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelFileError(f"cannot read {path}: {e.strerror or e}", hint="check the path and its permissions") from None
     if magic == b"GGUF" or path.suffix.lower() == ".gguf":
         return _from_gguf(path, cat)
     if path.suffix.lower() == ".safetensors":
