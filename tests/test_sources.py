@@ -94,9 +94,12 @@ def test_plan_model_option_restricts_to_the_file():
 def test_can_run_a_file_takes_milliseconds():
     cat = load()
     resolve(str(smollm2_gguf()), cat)
-    t = time.perf_counter()
-    r = resolve(str(smollm2_gguf()), cat)
-    assert time.perf_counter() - t < 0.2
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        r = resolve(str(smollm2_gguf()), cat)
+        best = min(best, time.perf_counter() - t)
+    assert best < 0.2, best
     assert r.models[0].params == 134_515_008
 
 
