@@ -115,7 +115,8 @@ def _would_fit(cat, mem: ft.Memory, tokens: int, budget: int, ram: int, consts: 
     need = mem.total_bytes(tokens)
     c = cat.constants  # a named NVIDIA card shows less than its label and the driver keeps a share (constants.yaml)
     usable = c["nvidia_visible_fraction"] * (1 - c["nvidia_reserved_fraction"])
-    bigger = sorted((g for g in cat.gpus if g.vendor == "nvidia" and g.memory_gib
+    # discrete cards only: unified-memory boards (GB10, Jetson) share their memory with the OS
+    bigger = sorted((g for g in cat.gpus if g.vendor == "nvidia" and g.memory_gib and not g.unified_memory
                      and g.memory_gib * GIB * usable >= need), key=lambda g: (g.memory_gib, g.id))
     if bigger:
         names = ", ".join(f"{g.name} ({g.memory_gib:g} GB)" for g in bigger[:3])
