@@ -107,7 +107,8 @@ def plans_table(machine: Machine, plans: list, header_notes: list[str], footer: 
     if plans:
         rows = []
         for i, p in enumerate(plans, 1):
-            q = f"{p.quality:.0f}" + ("*" if p.quality_estimated else "")
+            bench = p.quality_detail.benchmark + " " if p.quality_detail else ""
+            q = f"{bench}{p.quality:.0f}" + ("*" if p.quality_estimated else "")
             rows.append([i, p.model.id, p.quant, p.runtime.id, _where(p),
                          f"{p.placement.required_bytes / GIB:.1f} / {p.placement.available_bytes / GIB:.1f} GiB",
                          _speed(p), q, p.model.licence.commercial])
@@ -122,7 +123,8 @@ def plans_table(machine: Machine, plans: list, header_notes: list[str], footer: 
             lines.append("")
             lines.append(f"Too slow for interactive use: #{', #'.join(map(str, slow))}")
         if any(p.quality_estimated for p in plans):
-            lines.append("quality: the lab's MMLU score; * = estimated from the parameter count (no MMLU published)")
+            lines.append("quality: the base model's published score on the named benchmark, less the quantization's "
+                         "loss; * = estimated (none published: a fit by size, less one standard deviation)")
     lines += footer
     return "\n".join(lines) + "\n"
 
@@ -155,11 +157,15 @@ def estimate_table(doc: dict) -> str:
 
 
 def models_table(models: list) -> str:
+    from . import quality as qmod
+
+    table = qmod.load_table()  # the general scale the ranking uses (data/quality.yaml)
     rows = []
     for m in models:
         params = f"{m.params / 1e9:.1f}B" + (f" ({m.active_params / 1e9:.1f}B active)" if m.active_params else "")
         ctx = f"{m.context_length // 1024}K" if m.context_length >= 1024 else str(m.context_length)
-        q = f"{m.quality.benchmark} {m.quality.score:g}" if m.quality else "-"
+        f = table.figures.get(m.id, {})
+        q = f"{table.scales[qmod.GENERAL]['benchmark']} {f[qmod.GENERAL]:g}" if qmod.GENERAL in f else "-"
         rows.append([m.id, params, ctx, m.licence.id, m.licence.commercial, q, " ".join(m.quants())])
     return _table(rows, ["id", "params", "context", "licence", "commercial", "quality", "quants"]) + "\n"
 

@@ -6,18 +6,16 @@ the catalog lists an artifact for that quantization, and the memory engine finds
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 from . import fit, launch, memory, speed
+from . import quality as qmod
 from .catalog import Artifact, Catalog, ModelSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
 from .hardware import Machine
 
 LICENCE_FILTERS = ("any", "commercial", "permissive")
 PLACEMENT_ORDER = {"gpu": 0, "unified": 0, "multi-gpu": 1, "partial-offload": 2, "cpu": 3}
-# Benchmarks on one scale (the lab's MMLU variants); others are not compared with them.
-MMLU_FAMILY = ("MMLU", "MMLU-redux", "MMLU (CoT)")
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,7 @@ class Plan:
         if self.placement.kind != "cpu" or self.estimate.format not in ("gguf", "ollama"):
             return None
         return self.estimate.total_bytes + self.repacked_bytes
+    quality_detail: qmod.Quality | None = None  # the benchmark, figure, source and quantization penalty
 
     @property
     def bits_per_weight(self) -> float:
@@ -90,9 +89,8 @@ class Plan:
             "time_to_first_token_s": round(self.speed.time_to_first_token_s, 2)
             if self.speed and self.speed.time_to_first_token_s else None,
             "interactive": self.interactive,
-            "quality": {"benchmark": m.quality.benchmark if m.quality else None,
-                        "score": m.quality.score if m.quality else None,
-                        "rank_score": round(self.quality, 1), "estimated": self.quality_estimated},
+            "quality": self.quality_detail.to_dict() if self.quality_detail else
+            {"rank_score": round(self.quality, 1), "estimated": self.quality_estimated},
             "licence": {"id": m.licence.id, "commercial": m.licence.commercial,
                         "conditions": m.licence.conditions},
             "artifact": self.artifact.to_dict(),
@@ -131,37 +129,10 @@ def licence_ok(model: ModelSpec, licence: str) -> str | None:
 # ---------------------------------------------------------------- quality
 
 
-_QUALITY_FIT: dict[int, tuple[float, float, float]] = {}
-
-
-def _quality_fit(cat: Catalog) -> tuple[float, float, float]:
-    """score ~ a + b log10(params) over the catalog's MMLU-family scores, and the residuals' spread."""
-    key = id(cat)
-    if key not in _QUALITY_FIT:
-        pts = [(math.log10(m.params), m.quality.score) for m in cat.models
-               if m.quality and m.quality.benchmark in MMLU_FAMILY]
-        n = len(pts)
-        mx = sum(x for x, _ in pts) / n
-        my = sum(y for _, y in pts) / n
-        sxx = sum((x - mx) ** 2 for x, _ in pts) or 1.0
-        b = sum((x - mx) * (y - my) for x, y in pts) / sxx
-        a = my - b * mx
-        spread = math.sqrt(sum((y - a - b * x) ** 2 for x, y in pts) / max(1, n - 2))
-        _QUALITY_FIT[key] = (a, b, spread)
-    return _QUALITY_FIT[key]
-
-
 def quality(model: ModelSpec, cat: Catalog) -> tuple[float, bool]:
-    """(score on the MMLU scale, whether it is estimated from the parameter count).
-
-    Without a published MMLU-family score, the fit over the catalog's scores by log10(parameters)
-    gives the estimate, less one standard deviation of its residuals: a cautious figure, so a model
-    with no published score never outranks one with an equal published score.
-    """
-    if model.quality and model.quality.benchmark in MMLU_FAMILY:
-        return model.quality.score, False
-    a, b, spread = _quality_fit(cat)
-    return min(100.0, a + b * math.log10(model.params) - spread), True
+    """(general-scale score, whether it is estimated): planner/quality.py's figure or cautious rule."""
+    q = qmod.general(model, cat)
+    return q.value, q.estimated
 
 
 # ---------------------------------------------------------------- sort keys
@@ -216,7 +187,8 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
             for qid in runtime.quants:
                 if request.quants and qid.upper() not in request.quants:
                     continue
-                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type)
+                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type,
+                                use_cases=request.use_cases)
                 if out is None:
                     continue
                 if isinstance(out, str):
@@ -282,7 +254,7 @@ def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list |
 
 
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
-              kv_cache_type: str | None) -> Plan | str | None:
+              kv_cache_type: str | None, use_cases: tuple[str, ...] = ()) -> Plan | str | None:
     """A plan, a rejection reason, or None when the combination doesn't exist (no artifact)."""
     quant = cat.quants.get(qid.upper())
     if quant is None:
@@ -338,10 +310,10 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes.append(runtime.speed["note"])
     lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv)
     notes += list(lnch.notes)
-    q, estimated = quality(model, cat)
+    q = qmod.score(model, quant.id, use_cases, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
-                speed=spd, launch=lnch, quality=q, quality_estimated=estimated, interactive=interactive,
-                notes=tuple(notes), repacked_bytes=repacked)
+                speed=spd, launch=lnch, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
+                notes=tuple(notes), quality_detail=q, repacked_bytes=repacked)
 
 
 # ---------------------------------------------------------------- can-run: what would change the answer

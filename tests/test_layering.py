@@ -50,3 +50,14 @@ def test_model_sources_import_no_heavy_library_at_module_level():
         assert not everywhere & {"gguf", "numpy", "click"}, path.name
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
         assert not calls, path.name
+
+
+def test_quality_is_pure_and_imports_nothing_heavy_at_module_level():
+    tree = ast.parse((PLANNER / "quality.py").read_text())
+    top = set()
+    for node in tree.body:  # module level only; yaml is imported inside the loader
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            top.add(node.module.split(".")[0])
+    assert top <= {"__future__", "functools", "math", "dataclasses", "pathlib", "typing"}, top
