@@ -27,7 +27,11 @@ def cat():
 #   Llama-3.2-1B Q8_0 (random weights), n_ctx 4096: compute 72.02 MiB, output 0.49, KV 128.00
 #   Llama-3.2-3B Q4_0 (random weights), n_ctx 4096: compute 82.02 MiB (held out of the fit),
 #       CPU_REPACK 1512.00 MiB, KV 448.00
-MEASURED_COMPUTE = [("smollm2-135m", 2048, 16.64), ("llama-3.2-1b", 4096, 72.02), ("llama-3.2-3b", 4096, 82.02)]
+#   Llama-3.1-8B Q4_K_M (random weights, 4,916,650,464-byte file), n_ctx 4096: compute 128.02 MiB
+#       (held out), CPU_Mapped 4685.30 MiB, CPU_REPACK 3204.00 MiB, KV 512.00, output 0.49; process
+#       RSS after a 113-token prompt 8,920,981,504 bytes, of which 32,976,896 before loading
+MEASURED_COMPUTE = [("smollm2-135m", 2048, 16.64), ("llama-3.2-1b", 4096, 72.02), ("llama-3.2-3b", 4096, 82.02),
+                    ("llama-3.1-8b", 4096, 128.02)]
 
 
 @pytest.mark.parametrize("mid, ctx, mib", MEASURED_COMPUTE)
@@ -94,7 +98,9 @@ def test_cpu_plan_states_resident_memory_with_the_repacked_copy(cat):
     p = _plan(cat, _cpu_box())
     assert p.placement.kind == "cpu" and p.repacked_bytes == 3204 * MIB
     assert p.resident_bytes == p.estimate.total_bytes + p.repacked_bytes
-    # llama.cpp here: about 8.2 GiB resident after a prompt (issue report); the plan within 10%
+    # llama.cpp here (see the header): 8,920,981,504 - 32,976,896 bytes resident after a prompt;
+    # the issue's own run reported about 8.2 GiB. The plan is within 1% of the first, 10% of the second.
+    assert p.resident_bytes == pytest.approx(8_920_981_504 - 32_976_896, rel=0.01)
     assert p.resident_bytes / 2**30 == pytest.approx(8.2, rel=0.10)
     assert any("CPU_REPACK" in n and "--no-mmap" in n for n in p.notes)
     d = p.to_dict(1)["memory"]
