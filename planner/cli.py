@@ -71,7 +71,34 @@ def planning_options(f):
     ]
     for opt in reversed(options):
         f = opt(f)
-    return machine_options(f)
+    return runtime_options(machine_options(f))
+
+
+def runtime_options(f):
+    """Runtime settings (planner/runtimes/base.py Options), gathered into one `options` argument."""
+    def gather(ctx, param, value):
+        ctx.meta[param.name] = value
+        return value
+
+    options = [
+        click.option("--gpu-memory-utilization", "--mem-fraction-static", "gpu_memory_utilization", type=float,
+                     callback=gather, expose_value=False,
+                     help="vLLM --gpu-memory-utilization / SGLang --mem-fraction-static: share of each GPU "
+                          "(0 < x <= 1)."),
+        click.option("--enforce-eager", is_flag=True, callback=gather, expose_value=False,
+                     help="vLLM/SGLang without CUDA graphs: less memory, slower decode."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _options():
+    from .runtimes import Options
+
+    meta = click.get_current_context().meta
+    return Options(gpu_memory_utilization=meta.get("gpu_memory_utilization"),
+                   enforce_eager=bool(meta.get("enforce_eager")))
 
 
 def debug_option(f):
@@ -112,7 +139,7 @@ def _request(licence, context, runtimes, quants, kv_cache_type, **extra):
 
     return Request(licence=licence, context=context, runtimes=tuple(runtimes),
                    quants=tuple(q.upper() for q in quants),
-                   kv_cache_type=kv_cache_type, **extra)
+                   kv_cache_type=kv_cache_type, options=_options(), **extra)
 
 
 def _echo_notes(machine) -> None:
@@ -278,10 +305,13 @@ def _tps(p) -> str:
 @click.option("--context", callback=_tokens, help="Context in tokens (default: the runtime's default).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent sequences.")
 @click.option("--kv-cache-type", help="f16, q8_0, q4_0 (llama.cpp/Ollama), fp8 (vLLM).")
+@click.option("--device", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True,
+              help="gpu: one CUDA GPU (CUDA context and allocator slack included); cpu: RAM only.")
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+@runtime_options
 @debug_option
-def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
-    """Memory breakdown of one configuration (no hardware involved)."""
+def estimate(model, quant, runtime, context, batch, kv_cache_type, device, fmt, debug):
+    """Memory breakdown of one configuration (no machine: --device says where it runs)."""
     from . import catalog, memory, output, recommend
 
     cat = _catalog()
@@ -299,8 +329,12 @@ def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
                          hint=f"did you mean {', '.join(close)}?" if close else "known: " + ", ".join(ids))
     rt = cat.runtime(rid)
     q = quant.upper() if quant.lower() not in ("4bit", "8bit") else quant.lower()
-    est = memory.estimate(models[0], q, rt, cat, context=context, batch=batch, kv_cache_type=kv_cache_type)
+    est = memory.estimate(models[0], q, rt, cat, context=context, batch=batch, kv_cache_type=kv_cache_type,
+                          gpu=device == "gpu", options=_options())
     doc = est.to_dict()
+    doc["device"] = device
+    doc["notes"].insert(0, "assumes one CUDA GPU: CUDA context and allocator slack included (--device cpu for a "
+                           "CPU run)" if device == "gpu" else "assumes a CPU run: no GPU context")
     click.echo(output.estimate_table(doc) if fmt == "table" else output.dump(doc, fmt), nl=False)
 
 

@@ -365,7 +365,7 @@ def artifact_format(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) ->
 
 def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Catalog, *,
              context: int | None = None, batch: int = 1, kv_cache_type: str | None = None,
-             gpu: bool = True) -> MemoryEstimate:
+             gpu: bool = True, options=None) -> MemoryEstimate:
     """Weights + KV cache + overhead of one configuration. `gpu=False` drops device-only costs."""
     if batch < 1:
         raise UsageError(f"batch must be at least 1, not {batch}")
@@ -409,7 +409,7 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
                      f"sliding window: their cache stops growing there")
     if arch.attention == "mla":
         notes.append("MLA: the cache holds one compressed latent per layer, not per-head K and V")
-    overhead = _overhead(model, runtime, catalog, context, batch, gpu)
+    overhead = _overhead(model, runtime, catalog, context, batch, gpu, options)
     return MemoryEstimate(
         model=model.id, hf_repo=model.hf_repo, quant=quant.id, runtime=runtime.id, format=fmt,
         context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
@@ -419,23 +419,39 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
-              gpu: bool) -> int:
-    mem = runtime.memory
-    arch = model.arch
-    cls = runtime.speed.get("class")
-    total = 0
-    if gpu:
-        total += int(mem.get("cuda_context_bytes", 0))
-        total += int(mem.get("allocator_slack_bytes", 0))
-    if cls == "transformers":
-        # Prefill of the whole prompt at once: activations grow with the prompt.
-        total += activation_bytes_per_token(arch, catalog.constants) * context * batch
-    elif cls == "vllm":
-        tokens = min(int(mem.get("max_num_batched_tokens", 2048)), context)
-        total += activation_bytes_per_token(arch, catalog.constants) * tokens
-    elif "n_ubatch" in mem:
-        total += gguf_compute_buffer(arch, int(mem["n_ubatch"]))
-    return total
+              gpu: bool, options=None) -> int:
+    """The runtime's own overhead terms (planner/runtimes/<runtime>.py overhead_bytes)."""
+    from .runtimes import Options, get
+
+    return get(runtime).overhead_bytes(model, catalog, context, batch, gpu, options or Options())
+
+
+def expert_share(arch: Architecture) -> float:
+    """Share of a repeating layer's parameters that are routed experts (0 for dense models)."""
+    if arch.moe is None:
+        return 0.0
+    layer = expert = 0
+    for g in tensor_groups(arch):
+        if g.layer is None:
+            continue
+        layer += g.params
+        if g.expert:
+            expert += g.params
+    return expert / layer if layer else 0.0
+
+
+def scale_weights(est: "MemoryEstimate", factor: float, note: str | None) -> "MemoryEstimate":
+    """The estimate with its weights loaded at `factor` times the file's bytes (a runtime that
+    up-casts, e.g. vLLM's float32 for Gemma on GPUs without BF16)."""
+    if factor == 1.0 and not note:
+        return est
+    from dataclasses import replace
+
+    return replace(est, weights_bytes=int(est.weights_bytes * factor),
+                   per_layer_bytes=int(est.per_layer_bytes * factor),
+                   non_layer_bytes=int(est.non_layer_bytes * factor),
+                   weights_read_bytes=int(est.weights_read_bytes * factor),
+                   notes=est.notes + ((note,) if note else ()))
 
 
 def default_context(model: ModelSpec, runtime: RuntimeSpec, vram_total: int = 0) -> int:

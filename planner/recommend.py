@@ -13,9 +13,11 @@ from . import fit, launch, memory, speed
 from .catalog import Artifact, Catalog, ModelSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
 from .hardware import Machine
+from .runtimes import Options
+from .runtimes import get as runtime_rules
 
 LICENCE_FILTERS = ("any", "commercial", "permissive")
-PLACEMENT_ORDER = {"gpu": 0, "unified": 0, "multi-gpu": 1, "partial-offload": 2, "cpu": 3}
+PLACEMENT_ORDER = {"gpu": 0, "unified": 0, "multi-gpu": 1, "moe-offload": 2, "partial-offload": 3, "cpu": 4}
 # Benchmarks on one scale (the lab's MMLU variants); others are not compared with them.
 MMLU_FAMILY = ("MMLU", "MMLU-redux", "MMLU (CoT)")
 
@@ -30,11 +32,16 @@ class Request:
     min_tps: float | None = None
     kv_cache_type: str | None = None
     models: tuple[str, ...] = ()  # restrict to these catalog ids
+    options: Options = Options()  # runtime settings: --gpu-memory-utilization, --enforce-eager
 
     def to_dict(self, context: int) -> dict:
-        return {"licence": self.licence, "context": context, "runtimes": list(self.runtimes),
-                "quants": list(self.quants), "use_cases": list(self.use_cases), "min_tps": self.min_tps,
-                "kv_cache_type": self.kv_cache_type}
+        d = {"licence": self.licence, "context": context, "runtimes": list(self.runtimes),
+             "quants": list(self.quants), "use_cases": list(self.use_cases), "min_tps": self.min_tps,
+             "kv_cache_type": self.kv_cache_type}
+        if self.options != Options():
+            d["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+            d["enforce_eager"] = self.options.enforce_eager
+        return d
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Plan:
             "hf_repo": m.hf_repo,
             "quant": self.quant,
             "runtime": self.runtime.id,
+            "runtime_version": self.runtime.version.get("id"),
             "placement": p.kind,
             "context": e.context,
             "memory": {"required_bytes": p.required_bytes, "available_bytes": p.available_bytes,
@@ -71,6 +79,7 @@ class Plan:
                        "overhead_bytes": p.required_bytes - e.weights_bytes - e.kv_cache_bytes,
                        "device_bytes": p.device_bytes, "host_bytes": p.host_bytes},
             "gpu_layers": p.gpu_layers,
+            "moe_cpu_layers": p.moe_cpu_layers,
             "layers": e.layers,
             "tensor_parallel": p.tensor_parallel,
             "max_context": p.max_context,
@@ -191,6 +200,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     context = request.context or int(constants["default_context"])
     rejected: list[dict] = []
     excluded: dict[str, list[str]] = {}
+    _check_choices(cat, request)
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
     plans: list[Plan] = []
     for model in cat.models:
@@ -206,7 +216,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
             for qid in runtime.quants:
                 if request.quants and qid.upper() not in request.quants:
                     continue
-                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type)
+                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type, request.options)
                 if out is None:
                     continue
                 if isinstance(out, str):
@@ -245,6 +255,20 @@ def runtime_id(name: str, cat: Catalog) -> str | None:
     return None
 
 
+def _check_choices(cat: Catalog, request: Request) -> None:
+    """An unknown --quant or --kv-cache-type is a usage error (exit 2), not "nothing fits"."""
+    for q in request.quants:
+        if q.upper() not in cat.quants:
+            raise UsageError(f"unknown quantization {q!r}", hint="known: " + ", ".join(sorted(cat.quants)))
+    kv = request.kv_cache_type
+    if kv is not None:
+        wanted = {runtime_id(r, cat) for r in request.runtimes} - {None}
+        types = sorted({t for r in cat.runtimes if not wanted or r.id in wanted for t in r.kv_cache_types})
+        if kv not in types:
+            scope = f"{', '.join(sorted(wanted))} accepts" if wanted else "known"
+            raise UsageError(f"unknown KV cache type {kv!r}", hint=f"{scope}: {', '.join(types)}")
+
+
 def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list | None) -> list[RuntimeSpec]:
     known = {r.id for r in cat.runtimes}
     wanted = set()
@@ -272,7 +296,7 @@ def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list |
 
 
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
-              kv_cache_type: str | None) -> Plan | str | None:
+              kv_cache_type: str | None, options: Options = Options()) -> Plan | str | None:
     """A plan, a rejection reason, or None when the combination doesn't exist (no artifact)."""
     quant = cat.quants.get(qid.upper())
     if quant is None:
@@ -284,24 +308,39 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     limit = model.context_length_extended or model.context_length
     if context > limit:
         return f"context {context} exceeds the model's {limit} tokens"
+    rules = runtime_rules(runtime)
+    yarn_notes: list[str] = []
+    if context > model.context_length:
+        if rules.rope_args(model, context) is None:
+            return (f"{runtime.id} has no RoPE/YaRN setting: {model.id} runs up to its native "
+                    f"{model.context_length} tokens there")
+        y = rules.yarn(model)
+        yarn_notes.append(f"context beyond the native {model.context_length} tokens: YaRN rope scaling, factor "
+                          f"{y['factor']:g}, as the model card gives; static YaRN applies to every request and may "
+                          f"lower quality on short texts")
     kv = kv_cache_type if kv_cache_type in runtime.kv_cache_types else None
     if kv_cache_type and kv is None:
         return f"{runtime.id} has no {kv_cache_type} KV cache"
     gpus, _ = fit.runtime_gpus(machine, runtime, quant)
     try:
-        est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus))
+        est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus),
+                              options=options)
         cpu_est = est if not gpus else memory.estimate(model, quant.id, runtime, cat, context=context,
-                                                       kv_cache_type=kv, gpu=False)
+                                                       kv_cache_type=kv, gpu=False, options=options)
     except PlannerError as e:
         return e.message
-    placed = fit.place(est, cpu_est, model, machine, runtime, quant, cat)
+    if gpus:
+        est = memory.scale_weights(est, *rules.weight_scale(model, quant, gpus))
+    placed = fit.place(est, cpu_est, model, machine, runtime, quant, cat, options)
     if isinstance(placed, fit.Rejection):
         return placed.reason
     used_est = cpu_est if placed.kind == "cpu" else est
     spd = speed.estimate_speed(used_est, model, placed, machine, runtime, cat, prompt_tokens=min(context, 1024))
     threshold = float(cat.constants["interactive_tokens_per_s"])
     interactive = spd.expected >= threshold if spd else placed.kind in ("gpu", "multi-gpu", "unified")
-    notes = list(used_est.notes) + list(placed.notes)
+    notes = list(used_est.notes) + yarn_notes + list(placed.notes)
+    if placed.kind != "cpu":
+        notes += list(rules.quant_notes([g for g in gpus if g.index in placed.gpus], quant))
     if spd is not None and not interactive:
         notes.append(f"about {spd.expected:.1f} tokens/s: too slow for interactive use "
                      f"(under {threshold:g} tokens/s)")
@@ -309,7 +348,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes.append("speed unknown: no memory bandwidth for this device")
     elif runtime.speed.get("note"):
         notes.append(runtime.speed["note"])
-    lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv)
+    lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv, machine=machine, options=options)
     notes += list(lnch.notes)
     q, estimated = quality(model, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
