@@ -178,6 +178,7 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
     req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps)
     res = recommend.plan(cat, machine, req, explain=explain)
+    machine = machine.with_notes(*res.notes)
     plans = res.plans if show_all else recommend.one_per_model(res.plans)
     limit = top if top else (None if show_all else 10)
     shown = plans[:limit] if limit else plans
@@ -248,9 +249,12 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
                     seen.add(key)
                     why_not.append(f"{r['runtime']}" + (f" {r['quant']}" if r["quant"] else "") + f": {r['reason']}")
         fits = []
-        if best is None or not best.interactive:
+        if res.licence_excluded:
+            why_not = [f"left out by --licence {licence}: {next(iter(res.licence_excluded))}"]
+        elif best is None or not best.interactive:
             fits = recommend.would_fit_with(cat, machine, m, req, ctx)
         quants_ok = sorted({p.quant for p in res.plans})
+        answer = "excluded" if res.licence_excluded else answer
         doc = {"model": m.id, "answer": answer, "context": ctx,
                "best": best.to_dict(1) if best else None,
                "options": [p.to_dict(i) for i, p in enumerate(options, 1)],
@@ -269,7 +273,10 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
 
 def _can_run_text(m, doc, best, options, machine) -> str:
     lines = []
-    if best is None:
+    if doc["answer"] == "excluded":
+        lines.append(f"{m.id}: left out by the licence filter ({doc['why_not'][0].split(': ', 1)[1]}), "
+                     f"not by this machine; drop --licence to see whether it fits.")
+    elif best is None:
         lines.append(f"{m.id}: NO, not at {doc['context']} tokens of context on this machine.")
     elif best.interactive:
         lines.append(f"{m.id}: YES — best: {best.quant} on {best.runtime.id} ({best.placement.kind}), "
@@ -285,7 +292,7 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"  {p.runtime.id:12} {p.quant:7} {p.placement.kind}{extra}, {_tps(p)}, "
                      f"{p.placement.required_bytes / 2**30:.1f} GiB")
         lines.append(f"               $ {p.launch.command}")
-    if doc["why_not"] and best is None:
+    if doc["why_not"] and best is None and doc["answer"] != "excluded":
         lines.append("  why not:")
         lines += [f"    - {w}" for w in doc["why_not"]]
     if doc["would_fit_with"]:

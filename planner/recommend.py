@@ -106,6 +106,7 @@ class Result:
     rejected: list[dict]
     licence_excluded: dict[str, list[str]] = field(default_factory=dict)
     context: int = 0
+    notes: list[str] = field(default_factory=list)  # about the machine as the runtimes see it
 
 
 # ---------------------------------------------------------------- filters
@@ -232,7 +233,20 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                 plans.append(out)
     plans.sort(key=plan_key)
     rejected.sort(key=lambda r: (r["model"], r["runtime"], r["quant"] or ""))
-    return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context)
+    return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context,
+                  notes=unused_gpu_notes(cat, machine, runtimes))
+
+
+def unused_gpu_notes(cat: Catalog, machine: Machine, runtimes: list[RuntimeSpec]) -> list[str]:
+    """GPUs that none of the planned runtimes can use (e.g. Intel GPUs): say so rather than plan
+    on the CPU in silence."""
+    out = []
+    for g in machine.gpus:
+        why = [w for rt in runtimes if (w := runtime_rules(rt).gpu_reason(g)) is not None]
+        if runtimes and len(why) == len(runtimes):
+            out.append(f"GPU {g.index} ({g.name}) is not used: no planned runtime has a GPU backend for {g.vendor} in "
+                       f"the catalog; plans run on the other devices or the CPU")
+    return out
 
 
 def one_per_model(plans: list[Plan]) -> list[Plan]:
@@ -259,7 +273,7 @@ def _check_choices(cat: Catalog, request: Request) -> None:
     """An unknown --quant or --kv-cache-type is a usage error (exit 2), not "nothing fits"."""
     for q in request.quants:
         if q.upper() not in cat.quants:
-            raise UsageError(f"unknown quantization {q!r}", hint="known: " + ", ".join(sorted(cat.quants)))
+            raise UsageError(f"unknown quantization {q!r}", hint="known: " + ", ".join(sorted(q.id for q in cat.quants.values())))
     kv = request.kv_cache_type
     if kv is not None:
         wanted = {runtime_id(r, cat) for r in request.runtimes} - {None}
@@ -372,8 +386,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     best = usable(machine, base)
     if best is not None:
         return []
+    limit = model.context_length_extended or model.context_length
+    if context > limit:
+        # A context-length limit of the model: no amount of memory changes it.
+        return [f"a context of at most {limit} tokens: {model.id} is trained for {limit}"]
+    allowed = _allowed_runtimes(cat, request)
     # 1. a smaller quantization than the catalog's files (community GGUF repos publish them)
-    smaller = _smaller_quant(cat, machine, model, context)
+    smaller = _smaller_quant(cat, machine, model, context) if "llama.cpp" in allowed else None
     if smaller:
         out.append(smaller)
     # 2. a shorter context
@@ -383,13 +402,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
             if p:
                 out.append(f"a shorter context: {ctx} tokens ({p.quant} on {p.runtime.id}, {p.placement.kind})")
                 break
-    # 3. a quantized KV cache
-    if context >= 4096:
+    # 3. a quantized KV cache (where an allowed runtime has one)
+    if context >= 4096 and any("q8_0" in r.kv_cache_types for r in cat.runtimes if r.id in allowed):
         p = usable(machine, replace(base, kv_cache_type="q8_0"))
         if p:
             out.append(f"a q8_0 KV cache (--kv-cache-type q8_0: {p.quant} on {p.runtime.id})")
-    # 4. more GPUs of the same kind
-    if machine.gpus and not machine.gpus[0].unified_memory:
+    # 4. more GPUs of the same kind (MIG instances are never pooled)
+    if machine.gpus and not machine.gpus[0].unified_memory and not any(g.mig_instance for g in machine.gpus):
         g = machine.gpus[0]
         for n in (2, 4, 8):
             if n <= len(machine.gpus):
@@ -400,7 +419,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
                 out.append(f"{n} x {g.name} ({p.quant} on {p.runtime.id}, {p.placement.kind})")
                 break
     # 5. more memory: the smallest GPU (or unified / RAM) size that fits the smallest artifact
-    need = _smallest_need(cat, machine, model, context)
+    need = _smallest_need(cat, machine, model, context, allowed)
     if need:
         out.append(need)
     # 6. more RAM, where partial offload could then hold it (slowly)
@@ -451,14 +470,28 @@ def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: in
     return None
 
 
-def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:
+def _allowed_runtimes(cat: Catalog, request: Request) -> set[str]:
+    """The runtimes a suggestion may use: those asked for with --runtime, else all."""
+    if not request.runtimes:
+        return {r.id for r in cat.runtimes}
+    return {rid for r in request.runtimes if (rid := runtime_id(r, cat)) is not None}
+
+
+def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: int,
+                   allowed: set[str] | None = None) -> str | None:
+    """The memory the smallest artifact needs, on runtimes this machine's OS runs (and --runtime
+    allows), in formats that load on this OS; None when the machine already has that much (then
+    memory is not what stops it)."""
     sizes = []
     for rt in cat.runtimes:
-        if fit.runtime_on_machine(machine, rt):
+        if (allowed is not None and rt.id not in allowed) or fit.runtime_on_machine(machine, rt):
             continue
         for qid in rt.quants:
             q = cat.quants.get(qid.upper())
-            if q is None or memory.artifact_format(model, q, rt) is None:
+            if q is None:
+                continue
+            fmt = memory.artifact_format(model, q, rt)
+            if fmt is None or machine.os.system not in rt.format_os.get(fmt, (machine.os.system,)):
                 continue
             try:
                 est = memory.estimate(model, q.id, rt, cat, context=min(context, model.context_length),
@@ -470,10 +503,21 @@ def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: in
         return None
     total, qid, rid = min(sizes)
     gib = total / 2**30
+    constants = cat.constants
     if machine.gpus and machine.gpus[0].unified_memory:
-        return f"about {gib:.0f} GiB for the model within the GPU working set ({qid} on {rid}): a Mac with more memory"
+        g = machine.gpus[0]
+        have = fit.apple_working_set(g.memory_total_bytes, constants) if g.vendor == "apple" else \
+            fit.usable_ram_bytes(machine, constants)
+        if have >= total:
+            return None
+        what = "a Mac with more memory" if g.vendor == "apple" else "a machine with more unified memory"
+        return f"about {gib:.0f} GiB for the model within the GPU working set ({qid} on {rid}): {what}"
     if machine.gpus:
+        if sum(fit.usable_gpu_bytes(g) for g in machine.gpus) >= total:
+            return None
         return f"GPU memory of at least {gib:.1f} GiB in total ({qid} on {rid})"
-    return f"at least {gib / (1 - cat.constants['cpu_os_reserve_fraction']):.0f} GiB of RAM ({qid} on {rid})"
+    if fit.usable_ram_bytes(machine, constants) >= total:
+        return None
+    return f"at least {gib / (1 - constants['cpu_os_reserve_fraction']):.0f} GiB of RAM ({qid} on {rid})"
 
 
