@@ -32,3 +32,10 @@ def test_only_the_cli_imports_click_and_library_code_does_not_print():
         calls = [n for n in ast.walk(ast.parse(path.read_text()))
                  if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
         assert not calls, path.name
+
+
+def test_the_planner_never_imports_the_test_server():
+    """llama.cpp's server from the xllamacpp wheel is for tests; the planner checks launch commands
+    against recorded option tables (planner/runtimes/flags.py), never by starting a runtime."""
+    for path in PLANNER.rglob("*.py"):
+        assert "xllamacpp" not in _imports(path), path.name
