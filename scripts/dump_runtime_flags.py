@@ -121,6 +121,20 @@ def _option(names, value="one", choices=None, env=None, **extra) -> dict:
     return out
 
 
+def _deprecation(help_text, action: str | None = None, new_flag=None, names=()) -> str | None:
+    """A short note when the parser marks an option deprecated: its action, or its help text
+    opening with "Deprecated", ending "(DEPRECATED)", or saying "<this option> is deprecated"."""
+    text = help_text if isinstance(help_text, str) else ""
+    own = "|".join(re.escape(n) for n in names) or "(?!)"
+    marked = re.search(rf"^\W*deprecated\b|\(deprecated\)|(?:{own}) is deprecated", text.strip(), re.I)
+    if not marked and "Deprecated" not in (action or ""):
+        return None
+    note = " ".join(text.split())
+    if new_flag:
+        note = f"use {new_flag}" + (f" ({note})" if note else "")
+    return (note[:157] + "...") if len(note) > 160 else (note or "deprecated")
+
+
 def _merge(options: list[dict]) -> list[dict]:
     """One entry per spelling: a later entry with a spelling seen before is dropped."""
     seen: set[str] = set()
@@ -237,8 +251,13 @@ def llama_server(src: Source) -> dict:
         if any(n in ("-ctk", "-ctv", "-ctkd", "-ctvd") for n in names):
             choices = kv_types
         # options that name the server explicitly come first, so they win over a common twin
+        help_text = " ".join(_strings(args[-2]))
+        deprecated = None
+        if "DEPRECATED" in args[-1] or "deprecated" in help_text.lower():
+            deprecated = _deprecation(help_text or "deprecated")
         options.append((0 if "LLAMA_EXAMPLE_SERVER" in examples else 1,
-                        _option(names + neg, value, choices, env.group(1) if env else None, metavar=hint)))
+                        _option(names + neg, value, choices, env.group(1) if env else None, metavar=hint,
+                                deprecated=deprecated)))
         if env and neg:
             options[-1][1]["env_negated"] = env.group(1).replace("LLAMA_ARG_", "LLAMA_ARG_NO_")
     options = _merge([o for _, o in sorted(options, key=lambda p: p[0])])
@@ -366,7 +385,10 @@ def _argparse_options(calls, names: dict, field_kwargs=None) -> tuple[list[dict]
         all_flags = extra_flags + flags
         if not all_flags:
             continue
-        opt = _option(all_flags, value, choices, range=info.get("range"))
+        action = ast.unparse(kw["action"]) if "action" in kw else None
+        note = _deprecation(_const(kw["help"], names) if "help" in kw else None, action,
+                            _const(kw["new_flag"], names) if "new_flag" in kw else None, all_flags)
+        opt = _option(all_flags, value, choices, range=info.get("range"), deprecated=note)
         if negatable:
             opt["names"] += ["--no-" + f[2:] for f in all_flags if f.startswith("--")]
         options.append(opt)
@@ -571,6 +593,16 @@ def _sglang_field(name: str, ann: ast.Subscript, names: dict) -> dict | None:
     kw = {k.arg: k.value for k in meta.keywords} if isinstance(meta, ast.Call) else {}
     if _const(kw.get("no_cli", ast.Constant(False))):
         return None
+    opt = _sglang_option(name, elts, kw, names)
+    if opt is not None:
+        help_text = meta.value if isinstance(meta, ast.Constant) else _const(kw["help"], names) if "help" in kw else None
+        note = _deprecation(help_text, ast.unparse(kw["action"]) if "action" in kw else None, None, opt["names"])
+        if note:
+            opt["deprecated"] = note
+    return opt
+
+
+def _sglang_option(name: str, elts: list, kw: dict, names: dict) -> dict | None:
     names_ = [_const(kw["cli_name"]) if "cli_name" in kw else "--" + name.replace("_", "-")]
     names_ += _const(kw["aliases"]) or [] if "aliases" in kw else []
     choices = _const(kw["choices"], names) if "choices" in kw else None

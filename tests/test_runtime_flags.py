@@ -28,6 +28,7 @@ VARIANTS = {
     "kv-q8_0": ("--kv-cache-type", "q8_0"),
     "kv-fp8": ("--kv-cache-type", "fp8"),
     "long-context": ("--context", "131072"),
+    "eager-0.95": ("--enforce-eager", "--gpu-memory-utilization", "0.95"),
 }
 RUNTIMES = ["llama.cpp", "ollama", "lm-studio", "vllm", "sglang", "transformers", "mlx-lm"]
 
@@ -73,6 +74,20 @@ def test_every_launch_command_is_accepted_by_its_runtime(machine, variant):
     problems = _problems(machine, variant)
     report = "\n".join(f"{p}  (e.g. {', '.join(plans[:2])}; {len(plans)} plans)" for p, plans in sorted(problems.items()))
     assert not problems, f"{machine} [{variant}]:\n{report}"
+
+
+@pytest.mark.xfail(strict=True, reason="SGLang --enforce-eager is emitted as --disable-cuda-graph, deprecated in "
+                   "0.5.23: use --cuda-graph-backend-decode disabled --cuda-graph-backend-prefill disabled "
+                   "(data/runtimes.yaml sglang launch.optional.enforce_eager)")
+def test_no_plan_uses_an_option_its_runtime_marks_deprecated():
+    found: dict[str, set[str]] = {}
+    for machine in MACHINE_SET:
+        for variant in VARIANTS:
+            for plan in _plans(machine, variant):
+                version = plan["launch"].get("runtime_version")
+                for problem in flags.check_launch(plan["runtime"], version, _launch(plan), deprecated=True):
+                    found.setdefault(problem, set()).add(f"{machine} [{variant}]")
+    assert not found, "\n".join(f"{p}  ({', '.join(sorted(w)[:3])})" for p, w in sorted(found.items()))
 
 
 def test_the_machine_set_reaches_every_runtime():
@@ -152,6 +167,14 @@ def test_values_and_spellings_the_parser_refuses(runtime, version, argv, expecte
 ])
 def test_spellings_and_values_the_parser_accepts(runtime, version, argv):
     assert flags.check_launch(runtime, version, SimpleNamespace(argv=argv, env={}, steps=())) == []
+
+
+def test_deprecated_options_are_reported_only_when_asked():
+    argv = ["python", "-m", "sglang.launch_server", "--model-path", "m", "--disable-cuda-graph"]
+    launch = SimpleNamespace(argv=argv, env={}, steps=())
+    assert flags.check_launch("sglang", "0.5.23", launch) == []  # still accepted
+    [problem] = flags.check_launch("sglang", "0.5.23", launch, deprecated=True)
+    assert "--disable-cuda-graph is deprecated in sglang 0.5.23" in problem and "--cuda-graph-backend-" in problem
 
 
 def test_environment_values_are_checked_like_the_flag_they_set():

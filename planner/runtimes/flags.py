@@ -37,6 +37,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     range: Mapping[str, float] | None = None
     env: str | None = None
+    deprecated: str | None = None  # the parser still accepts it but says it is going away
 
     def accepts(self, value: str) -> bool:
         """Whether `value` is among the choices or, for a number, within the range."""
@@ -126,7 +127,8 @@ def load_table(runtime_id: str, version: str) -> FlagTable | None:
         for o in prog["options"]:
             opt = Option(names=tuple(o["names"]), value=o["value"],
                          choices=tuple(o["choices"]) if o.get("choices") is not None else None,
-                         range=o.get("range") or o.get("number_range"), env=o.get("env"))
+                         range=o.get("range") or o.get("number_range"), env=o.get("env"),
+                         deprecated=o.get("deprecated"))
             options.update({n: opt for n in opt.names})
             if opt.env:
                 env_options[opt.env] = opt
@@ -160,8 +162,11 @@ def _unknown(name: str, prog: Program) -> str:
     return f"unknown flag {name}" + (f" (did you mean {near[0]}?)" if near else "")
 
 
-def check_argv(table: FlagTable, argv: Iterable[str]) -> list[str]:
-    """Problems with one command line against `table` (empty when the runtime would accept it)."""
+def check_argv(table: FlagTable, argv: Iterable[str], deprecated: bool = False) -> list[str]:
+    """Problems with one command line against `table` (empty when the runtime would accept it).
+
+    deprecated: also report options the parser accepts but marks deprecated (with its advice).
+    """
     argv = list(argv)
     if not argv:
         return []
@@ -199,6 +204,8 @@ def check_argv(table: FlagTable, argv: Iterable[str]) -> list[str]:
                 if inline is None and i < len(argv) and not argv[i].startswith("-"):
                     i += 1
                 continue
+        if deprecated and opt.deprecated:
+            problems.append(f"{where}: {flag} is deprecated in {table.runtime} {table.version}: {opt.deprecated}")
         values: list[str] = []
         if opt.value == "none":
             if inline is not None:
@@ -257,7 +264,7 @@ def _steps(launch: Any) -> list[tuple[tuple[str, ...], Mapping[str, str]]]:
     return out
 
 
-def check_launch(runtime_id: str, version: str | None, launch: Any) -> list[str]:
+def check_launch(runtime_id: str, version: str | None, launch: Any, deprecated: bool = False) -> list[str]:
     """Every problem the runtime's own parser would raise with `launch`, over all its steps.
 
     runtime_id: data/runtimes.yaml id (llama.cpp, ollama, lm-studio, vllm, sglang, transformers,
@@ -265,6 +272,7 @@ def check_launch(runtime_id: str, version: str | None, launch: Any) -> list[str]
     launch: an object with `steps` (each with `argv` and `env`) or with `argv` and `env`. A step
     that runs an operating-system tool of data/runtime_flags/platform.yaml (setx, launchctl
     setenv, open, osascript) is not parsed as the runtime; a variable it sets is checked.
+    deprecated: also report options the runtime still accepts but marks deprecated.
     Returns human-readable problems, empty when the runtime would accept every step; a version
     with no recorded table is itself a problem (rerun scripts/dump_runtime_flags.py for it).
     """
@@ -279,7 +287,7 @@ def check_launch(runtime_id: str, version: str | None, launch: Any) -> list[str]
     for argv, env in _steps(launch):
         tool = _tool(argv)
         if tool is None:
-            problems += check_argv(table, argv)
+            problems += check_argv(table, argv, deprecated)
         elif tool.get("sets_env"):
             at = tool["sets_env"]
             if len(argv) <= max(at["name"], at["value"]):
