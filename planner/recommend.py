@@ -392,7 +392,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
         return [f"a context of at most {limit} tokens: {model.id} is trained for {limit}"]
     allowed = _allowed_runtimes(cat, request)
     # 1. a smaller quantization than the catalog's files (community GGUF repos publish them)
-    smaller = _smaller_quant(cat, machine, model, context) if "llama.cpp" in allowed else None
+    smaller = _smaller_quant(cat, machine, model, context, allowed)
     if smaller:
         out.append(smaller)
     # 2. a shorter context
@@ -439,9 +439,12 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     return out
 
 
-def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:
-    """The largest llama.cpp quantization below the catalogued ones that gives an interactive plan."""
-    rt = next((r for r in cat.runtimes if r.id == "llama.cpp"), None)
+def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int,
+                   allowed: set[str] | None = None) -> str | None:
+    """The largest GGUF quantization below the catalogued ones that gives an interactive plan, on
+    the preferred runtime that loads any GGUF file (community repos publish the smaller ones)."""
+    rt = next((r for r in sorted(cat.runtimes, key=lambda r: (r.rank, r.id))
+               if "gguf" in r.formats and (allowed is None or r.id in allowed)), None)
     if rt is None or fit.runtime_on_machine(machine, rt):
         return None
     have = [cat.quants[q.upper()] for q in model.quants() if q.upper() in cat.quants and "gguf" in cat.quants[q.upper()].formats]
