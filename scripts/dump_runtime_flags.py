@@ -269,16 +269,37 @@ def llama_server(src: Source) -> dict:
     top = [n for n in src.names() if re.fullmatch(r"[^/]+/CHANGELOG\.md", n)]
     changelog = src.read(top[0]) if top else ""
     version = re.search(r"## \[[\d.]+\]\s+- feat: update llama.cpp to ggml-org/llama\.cpp@(\w+)", changelog)
+    checked = _check_server_readme(src, options)
     sdist = src.path.name
     return {
         "runtime": "llama.cpp",
         "version": version.group(1) if version else "unknown",
         "source": f"PyPI sdist {sdist}: {arg_cpp_name.split('/', 1)[1]} (llama.cpp commit named in its CHANGELOG.md)",
         "command": f"python scripts/dump_runtime_flags.py llama-server {sdist}",
+        **({"checked_against": checked} if checked else {}),
         # the parser splits no --flag=value and takes no positional argument (common_params_parse_ex)
         "programs": {"llama-server": {"positionals": 0, "equals_values": False, "options": options}},
         "env": sorted(set(env_vars) | read),
     }
+
+
+def _check_server_readme(src: Source, options: list[dict]) -> str | None:
+    """Compare with the option table of tools/server/README.md (generated from the same parser by
+    llama-gen-docs): every spelling must match, else the C++ reading is wrong and nothing is written."""
+    readme = [n for n in src.names() if n.endswith("vendor/llama.cpp/tools/server/README.md")]
+    if not readme:
+        return None
+    rows, spellings = 0, set()
+    for line in src.read(readme[0]).splitlines():
+        m = re.match(r"\| `(-[^`]*)`", line)
+        if m:
+            rows += 1
+            spellings |= {p.split(" ")[0] for p in m.group(1).split(", ") if p.startswith("-")}
+    mine = {n for o in options for n in o["names"]}
+    if spellings != mine or rows != len(options):
+        raise SystemExit(f"arg.cpp reading disagrees with {readme[0]}: only in README {sorted(spellings - mine)}, "
+                         f"only in arg.cpp {sorted(mine - spellings)}, rows {rows} vs options {len(options)}")
+    return f"{readme[0].split('/', 1)[1]}: the same {rows} options and {len(mine)} spellings"
 
 
 # ------------------------------------------------------------------ Python (argparse, read with ast)
