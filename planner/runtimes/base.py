@@ -91,7 +91,6 @@ class LaunchRequest:
     machine: Machine
     kv_cache_type: str | None = None  # None: the runtime's default
     options: Options = Options()
-    moe_cpu_layers: int | None = None  # MoE expert offload: layers whose experts stay in RAM
 
 
 def cc_tuple(text: str | None) -> tuple[int, int] | None:
