@@ -365,8 +365,9 @@ def artifact_format(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) ->
 
 def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Catalog, *,
              context: int | None = None, batch: int = 1, kv_cache_type: str | None = None,
-             gpu: bool = True, options=None) -> MemoryEstimate:
-    """Weights + KV cache + overhead of one configuration. `gpu=False` drops device-only costs."""
+             gpu: bool = True, options=None, devices: tuple = ()) -> MemoryEstimate:
+    """Weights + KV cache + overhead of one configuration. `gpu=False` drops device-only costs;
+    `devices`: the GPUs it may run on, for runtimes whose defaults depend on the GPU (vLLM)."""
     if batch < 1:
         raise UsageError(f"batch must be at least 1, not {batch}")
     quant = catalog.quants.get(quant_id.upper())
@@ -409,7 +410,7 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
                      f"sliding window: their cache stops growing there")
     if arch.attention == "mla":
         notes.append("MLA: the cache holds one compressed latent per layer, not per-head K and V")
-    overhead = _overhead(model, runtime, catalog, context, batch, gpu, options)
+    overhead = _overhead(model, runtime, catalog, context, batch, gpu, options, devices)
     return MemoryEstimate(
         model=model.id, hf_repo=model.hf_repo, quant=quant.id, runtime=runtime.id, format=fmt,
         context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
@@ -419,11 +420,11 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
-              gpu: bool, options=None) -> int:
+              gpu: bool, options=None, devices: tuple = ()) -> int:
     """The runtime's own overhead terms (planner/runtimes/<runtime>.py overhead_bytes)."""
     from .runtimes import Options, get
 
-    return get(runtime).overhead_bytes(model, catalog, context, batch, gpu, options or Options())
+    return get(runtime).overhead_bytes(model, catalog, context, batch, gpu, options or Options(), devices)
 
 
 def expert_share(arch: Architecture) -> float:

@@ -338,7 +338,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     gpus, _ = fit.runtime_gpus(machine, runtime, quant)
     try:
         est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus),
-                              options=options)
+                              options=options, devices=tuple(gpus))
         cpu_est = est if not gpus else memory.estimate(model, quant.id, runtime, cat, context=context,
                                                        kv_cache_type=kv, gpu=False, options=options)
     except PlannerError as e:

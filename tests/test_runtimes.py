@@ -447,3 +447,21 @@ def test_a_per_step_cost_fixes_small_and_moe_models_on_vllm(cat):
     held_out = [abs(predict(r, k) / r.tokens_per_s - 1) for r in rows if r.holdout]
     assert len(held_out) == 2 and max(held_out) < 0.15
     assert any(r.model.is_moe for r in rows)
+
+
+def test_vllm_batch_defaults_follow_the_gpu_size(cat):
+    """vLLM 0.33.0 engine/arg_utils.py (API server): under 70 GiB and on A100s 2048 batched tokens
+    and 256 sequences; from 70 GiB 8192 / 1024; from 160 GiB 16384 / 1024."""
+    rt = runtimes.get(cat.runtime("vllm"))
+    h100 = gpu("NVIDIA H100 80GB HBM3", 80 * GIB, 3350 * 10**9, "9.0")
+    a100 = gpu("NVIDIA A100-SXM4-80GB", 80 * GIB, 2039 * 10**9, "8.0")
+    b200 = gpu("NVIDIA B200", 180 * GIB, 8000 * 10**9, "10.0")
+    assert rt.batch_defaults((gpu(),)) == (2048, 256)
+    assert rt.batch_defaults((h100,)) == (8192, 1024)
+    assert rt.batch_defaults((a100,)) == (2048, 256)
+    assert rt.batch_defaults((b200,)) == (16384, 1024)
+    m = cat.model("llama-3.1-8b")
+    small = memory.estimate(m, "BF16", cat.runtime("vllm"), cat, context=8192, devices=(gpu(),))
+    big = memory.estimate(m, "BF16", cat.runtime("vllm"), cat, context=8192, devices=(h100,))
+    acts = memory.activation_bytes_per_token(m.arch, cat.constants)
+    assert big.overhead_bytes - small.overhead_bytes == acts * (8192 - 2048) + (1024 - 256) * 128256 * 4

@@ -183,8 +183,9 @@ class Runtime:
         return max(0, usable - margin), None
 
     def overhead_bytes(self, model: ModelSpec, catalog: Catalog, context: int, batch: int, gpu: bool,
-                       options: Options) -> int:
-        """Device-side fixed costs: CUDA context and allocator slack (GPU runs), compute buffers."""
+                       options: Options, devices: tuple[Gpu, ...] = ()) -> int:
+        """Device-side fixed costs: CUDA context and allocator slack (GPU runs), compute buffers.
+        `devices`: the GPUs the plan may use (for defaults that depend on the GPU)."""
         mem = self.spec.memory
         total = 0
         if gpu:

@@ -25,10 +25,10 @@ class Transformers(Runtime):
     id = "transformers"
 
     def overhead_bytes(self, model: ModelSpec, catalog: Catalog, context: int, batch: int, gpu: bool,
-                       options: Options) -> int:
+                       options: Options, devices: tuple = ()) -> int:
         from ..memory import activation_bytes_per_token
 
-        total = super().overhead_bytes(model, catalog, context, batch, gpu, options)
+        total = super().overhead_bytes(model, catalog, context, batch, gpu, options, devices)
         return total + activation_bytes_per_token(model.arch, catalog.constants) * context * batch
 
     def launch(self, req: LaunchRequest) -> Launch:

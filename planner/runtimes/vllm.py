@@ -94,21 +94,36 @@ class Vllm(Runtime):
         share = self.gpu_share(options)
         return min(int(gpu.memory_total_bytes * share), usable), share
 
+    def batch_defaults(self, devices: tuple[Gpu, ...]) -> tuple[int, int]:
+        """(max_num_batched_tokens, max_num_seqs) the server picks for the largest of `devices`:
+        a tier by GPU memory, A100s kept on the smallest (data `memory.batch_defaults`)."""
+        mem = self.spec.memory
+        tokens, seqs = int(mem.get("max_num_batched_tokens", 2048)), int(mem.get("max_num_seqs", 0))
+        tiers = mem.get("batch_defaults")
+        if not tiers or not devices:
+            return tokens, seqs
+        g = max(devices, key=lambda d: d.memory_total_bytes)
+        small = any(word in g.name.lower() for word in mem.get("batch_defaults_small_names", []))
+        for from_bytes, t, n in tiers:
+            if g.memory_total_bytes >= from_bytes and (not small or from_bytes == 0):
+                tokens, seqs = int(t), int(n)
+        return tokens, seqs
+
     def overhead_bytes(self, model: ModelSpec, catalog: Catalog, context: int, batch: int, gpu: bool,
-                       options: Options) -> int:
+                       options: Options, devices: tuple[Gpu, ...] = ()) -> int:
         """CUDA context + allocator slack + the profiling run's activations (one batch of
         max_num_batched_tokens) + CUDA graphs (unless eager) + the sampler's float32 logits for
-        max_num_seqs requests."""
+        max_num_seqs requests (both defaults by GPU size)."""
         from ..memory import activation_bytes_per_token
 
         mem = self.spec.memory
         arch = model.arch
         total = int(mem.get("cuda_context_bytes", 0)) + int(mem.get("allocator_slack_bytes", 0)) if gpu else 0
-        tokens = min(int(mem.get("max_num_batched_tokens", 2048)), context)
-        total += activation_bytes_per_token(arch, catalog.constants) * tokens
+        batched, seqs = self.batch_defaults(devices)
+        total += activation_bytes_per_token(arch, catalog.constants) * min(batched, context)
         if not options.enforce_eager:
             total += int(mem.get("cuda_graph_bytes_per_layer", 0)) * arch.layers
-        total += int(mem.get("max_num_seqs", 0)) * arch.vocab_size * 4
+        total += seqs * arch.vocab_size * 4
         return total
 
     # ------------------------------------------------------------ context
