@@ -289,6 +289,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"  quantizations that fit: {', '.join(doc['quants'])}")
     for p in options:
         extra = f", {p.placement.gpu_layers}/{p.estimate.layers} layers on GPU" if p.placement.gpu_layers else ""
+        if p.placement.moe_cpu_layers:
+            extra = f", experts of {p.placement.moe_cpu_layers}/{p.estimate.layers} layers in RAM"
         lines.append(f"  {p.runtime.id:12} {p.quant:7} {p.placement.kind}{extra}, {_tps(p)}, "
                      f"{p.placement.required_bytes / 2**30:.1f} GiB")
         lines.append(f"               $ {p.launch.command}")

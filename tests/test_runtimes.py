@@ -465,3 +465,23 @@ def test_vllm_batch_defaults_follow_the_gpu_size(cat):
     big = memory.estimate(m, "BF16", cat.runtime("vllm"), cat, context=8192, devices=(h100,))
     acts = memory.activation_bytes_per_token(m.arch, cat.constants)
     assert big.overhead_bytes - small.overhead_bytes == acts * (8192 - 2048) + (1024 - 256) * 128256 * 4
+
+
+def test_runtime_modules_keep_the_layering_rules():
+    """planner/runtimes/ modules: no click, no hardware or heavy libraries on the planning path
+    (HTTP, numpy, gguf, huggingface_hub, xllamacpp), no print()."""
+    import pathlib
+
+    banned = {"click", "pynvml", "psutil", "amdsmi", "subprocess", "httpx", "requests", "numpy", "gguf",
+              "huggingface_hub", "xllamacpp"}
+    root = pathlib.Path(runtimes.__file__).resolve().parent
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        assert not names & banned, (path.name, names & banned)
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
