@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import replace
 
@@ -74,8 +75,8 @@ def planning_options(f):
     return runtime_options(machine_options(f))
 
 
-def runtime_options(f):
-    """Runtime settings (planner/runtimes/base.py Options), gathered into one `options` argument."""
+def runtime_options(f, share: bool = True):
+    """Runtime settings (planner/runtimes/base.py Options), read back with _options()."""
     def gather(ctx, param, value):
         ctx.meta[param.name] = value
         return value
@@ -87,7 +88,7 @@ def runtime_options(f):
                           "(0 < x <= 1)."),
         click.option("--enforce-eager", is_flag=True, callback=gather, expose_value=False,
                      help="vLLM/SGLang without CUDA graphs: less memory, slower decode."),
-    ]
+    ][0 if share else 1:]
     for opt in reversed(options):
         f = opt(f)
     return f
@@ -317,7 +318,7 @@ def _tps(p) -> str:
 @click.option("--device", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True,
               help="gpu: one CUDA GPU (CUDA context and allocator slack included); cpu: RAM only.")
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
-@runtime_options
+@functools.partial(runtime_options, share=False)
 @debug_option
 def estimate(model, quant, runtime, context, batch, kv_cache_type, device, fmt, debug):
     """Memory breakdown of one configuration (no machine: --device says where it runs)."""
