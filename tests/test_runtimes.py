@@ -209,7 +209,7 @@ def test_moe_expert_offload_keeps_attention_on_the_gpu(cat):
     assert int(argv[argv.index("-ngl") + 1]) == p.estimate.layers + 1
     assert p.placement.device_bytes <= p.placement.available_bytes
     # the same model with whole layers offloaded (the partial-offload placement)
-    model, rt, q = cat.model("gpt-oss-120b"), cat.runtime("llama.cpp"), cat.quants["MXFP4"]
+    model, rt = cat.model("gpt-oss-120b"), cat.runtime("llama.cpp")
     est = memory.estimate(model, "MXFP4", rt, cat, context=8192)
     cpu = memory.estimate(model, "MXFP4", rt, cat, context=8192, gpu=False)
     partial = fit._place_partial(est, cpu, model, m, list(m.gpus), rt, cat.constants)

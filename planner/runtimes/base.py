@@ -11,7 +11,6 @@ runtime's entry in data/runtimes.yaml (`spec`); the module holds the rules.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -224,9 +223,6 @@ class Runtime:
         return {"rope_type": "yarn", "factor": round((model.context_length_extended or model.context_length)
                                                      / model.context_length, 4),
                 "original_max_position_embeddings": model.context_length}
-
-    def yarn_json(self, model: ModelSpec) -> str:
-        return json.dumps(self.yarn(model), separators=(",", ":"))
 
     # ------------------------------------------------------------ launch
 
