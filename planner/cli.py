@@ -226,6 +226,8 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
     cat = _catalog()
     targets = catalog.find_models(model, cat)
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
+    machine = machine.with_notes(*recommend.machine_notes(cat, machine, _request(licence, context, runtimes, quants,
+                                                                                  kv_cache_type)))
     _echo_notes(machine)
     docs, any_yes, texts = [], False, []
     for m in targets:

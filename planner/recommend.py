@@ -237,6 +237,11 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                   notes=unused_gpu_notes(cat, machine, runtimes))
 
 
+def machine_notes(cat: Catalog, machine: Machine, request: Request) -> list[str]:
+    """What a user should know about the machine as the requested runtimes see it."""
+    return unused_gpu_notes(cat, machine, _runtimes(cat, machine, request, None))
+
+
 def unused_gpu_notes(cat: Catalog, machine: Machine, runtimes: list[RuntimeSpec]) -> list[str]:
     """GPUs that none of the planned runtimes can use (e.g. Intel GPUs): say so rather than plan
     on the CPU in silence."""

@@ -485,3 +485,14 @@ def test_runtime_modules_keep_the_layering_rules():
                 names.add(node.module.split(".")[0])
         assert not names & banned, (path.name, names & banned)
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+
+
+def test_can_run_names_an_unused_intel_gpu(tmp_path):
+    machine = tmp_path / "arc.yaml"
+    machine.write_text(
+        "schema: plan-deploy/machine/v1\nos: {system: Linux}\n"
+        "cpu: {model: x, arch: x86_64, physical_cores: 8, logical_cores: 8, flags: [avx2]}\n"
+        "memory: {total_bytes: 34359738368, available_bytes: 30000000000}\n"
+        "gpus:\n  - {index: 0, vendor: intel, name: Intel Arc A770, memory_total_bytes: 17179869184}\n")
+    code, _, err = run("can-run", "qwen2.5-7b", "--machine", str(machine))
+    assert "note: GPU 0 (Intel Arc A770) is not used" in err
