@@ -146,14 +146,18 @@ def _place_gpus(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu], runtime:
     best = ranked[0]
     budget, share = _gpu_budget(best, runtime, options)
     need = est.total_bytes
-    if need <= budget:
-        max_ctx = context_within(budget, est, context_cap(model, est.context))
+    outside = runtime_rules(runtime).outside_share_bytes(est)  # SGLang: activations, graphs
+    if need - outside <= budget:
+        why = _outside_reason(runtime, best, budget, share, outside)
+        if why:
+            return Rejection(why, needed_bytes=need)
+        max_ctx = context_within(budget + outside, est, context_cap(model, est.context))
         notes = _free_warning(best, need)
         if share is not None:
             notes += (f"{runtime.id} claims {share:.0%} of the GPU and fills what the weights leave with KV "
                       f"cache: room for about {max_ctx:,} tokens",)
-        return Placement(kind="gpu", required_bytes=need, available_bytes=budget, device_bytes=need, host_bytes=0,
-                         gpus=(best.index,), gpu_share=share, max_context=max_ctx, notes=notes)
+        return Placement(kind="gpu", required_bytes=need, available_bytes=budget + outside, device_bytes=need,
+                         host_bytes=0, gpus=(best.index,), gpu_share=share, max_context=max_ctx, notes=notes)
     if len(gpus) > 1 and not pooled:
         return Rejection(f"needs {need / GIB:.1f} GiB; the largest MIG instance offers {budget / GIB:.1f} GiB, "
                          f"and MIG instances cannot be combined (one instance per process, no peer-to-peer)",
@@ -190,12 +194,17 @@ def _place_tensor_parallel(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu
         group = gpus[:tp]
         budget, share = min((_gpu_budget(g, runtime, options) for g in group), key=lambda b: b[0])
         per_gpu = (est.weights_bytes + est.kv_cache_bytes) // tp + est.overhead_bytes
-        if per_gpu <= budget:
+        outside = runtime_rules(runtime).outside_share_bytes(est)
+        if per_gpu - outside <= budget:
+            why = _outside_reason(runtime, min(group, key=usable_gpu_bytes), budget, share, outside)
+            if why:
+                reasons.append(f"tensor parallel {tp}: {why}")
+                continue
             max_ctx = None
             if est.kv_bytes_per_token > 0:
-                free = budget * tp - est.weights_bytes - est.overhead_bytes * tp
+                free = (budget + outside) * tp - est.weights_bytes - est.overhead_bytes * tp
                 max_ctx = int(min(context_cap(model, est.context), max(0, free) // est.kv_bytes_per_token))
-            return Placement(kind="multi-gpu", required_bytes=per_gpu * tp, available_bytes=budget * tp,
+            return Placement(kind="multi-gpu", required_bytes=per_gpu * tp, available_bytes=(budget + outside) * tp,
                              device_bytes=per_gpu * tp, host_bytes=0, gpus=tuple(g.index for g in group),
                              tensor_parallel=tp, gpu_share=share, max_context=max_ctx,
                              notes=(f"tensor parallel over {tp} GPUs: {per_gpu / GIB:.1f} GiB each",))
@@ -206,6 +215,19 @@ def _place_tensor_parallel(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu
     if reasons:
         reason += "; " + reasons[-1]
     return Rejection(reason, needed_bytes=est.total_bytes, gpu_layers_fit=_layers_fit(est, total_budget, len(gpus)))
+
+
+def _outside_reason(runtime: RuntimeSpec, g: Gpu, budget: int, share: float | None, outside: int) -> str | None:
+    """Memory a runtime keeps outside its claimed share (SGLang: activations and CUDA graphs beside
+    --mem-fraction-static) must fit in what the share leaves of the GPU."""
+    if outside <= 0:
+        return None
+    left = usable_gpu_bytes(g) - budget
+    if outside <= left:
+        return None
+    return (f"{runtime.id} keeps {outside / GIB:.1f} GiB (activations, CUDA graphs) outside its "
+            f"{share:.0%} memory share and only {max(0, left) / GIB:.1f} GiB is left beside it; "
+            f"a lower --mem-fraction-static leaves more")
 
 
 def context_cap(model: ModelSpec, context: int) -> int:

@@ -496,3 +496,20 @@ def test_can_run_names_an_unused_intel_gpu(tmp_path):
         "gpus:\n  - {index: 0, vendor: intel, name: Intel Arc A770, memory_total_bytes: 17179869184}\n")
     code, _, err = run("can-run", "qwen2.5-7b", "--machine", str(machine))
     assert "note: GPU 0 (Intel Arc A770) is not used" in err
+
+
+def test_sglang_share_holds_weights_and_kv_only(cat):
+    """SGLang's --mem-fraction-static is the static pool for weights and KV cache (sglang 0.5.23
+    arg_groups/fields/schedule.py); activations and CUDA graphs live in the rest of the GPU."""
+    m = box([gpu()])
+    sg = plans(cat, m, "llama-3.1-8b", "sglang", quants=("BF16",)).plans[0]
+    est = sg.estimate
+    pool = int(24 * GIB * 0.88)
+    assert sg.placement.available_bytes == pool + est.overhead_bytes
+    assert sg.placement.max_context == min(131072, (pool - est.weights_bytes) // int(est.kv_bytes_per_token))
+    res = plans(cat, m, "llama-3.1-8b", "sglang", quants=("BF16",), gpu_memory_utilization=0.99)
+    assert res.plans == []
+    reason = next(r["reason"] for r in res.rejected if r["runtime"] == "sglang")
+    assert "outside its 99% memory share" in reason and "--mem-fraction-static" in reason
+    vllm = plans(cat, m, "llama-3.1-8b", "vllm", quants=("BF16",), gpu_memory_utilization=0.99).plans[0]
+    assert vllm.placement.available_bytes == min(int(24 * GIB * 0.99), 24 * GIB)

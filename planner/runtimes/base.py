@@ -175,6 +175,10 @@ class Runtime:
         """The share of each GPU the runtime claims up front (vLLM/SGLang); None: it allocates as needed."""
         return None
 
+    def outside_share_bytes(self, est: Any) -> int:
+        """Bytes of the estimate that live outside the share the runtime claims (0: all inside)."""
+        return 0
+
     def gpu_budget(self, gpu: Gpu, options: Options, usable: int) -> tuple[int, float | None]:
         """Bytes the runtime may fill on one GPU whose usable memory is `usable`, and its share."""
         mem = self.spec.memory
