@@ -194,9 +194,9 @@ class Runtime:
         if gpu:
             total += int(mem.get("cuda_context_bytes", 0)) + int(mem.get("allocator_slack_bytes", 0))
         if "n_ubatch" in mem:
-            # llama.cpp's compute buffer: f32 logits of one micro-batch plus its FFN activations.
-            arch = model.arch
-            total += int(int(mem["n_ubatch"]) * 4 * (arch.vocab_size + 2 * arch.intermediate_size))
+            from ..memory import gguf_compute_buffer
+
+            total += gguf_compute_buffer(model.arch, int(mem["n_ubatch"]))
         return total
 
     # ------------------------------------------------------------ speed
