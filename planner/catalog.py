@@ -373,6 +373,8 @@ class RuntimeSpec:
     format_os: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format -> OSes where it loads
     multi_node: dict[str, Any] = field(default_factory=dict)  # {supported, how}
     rank: int = 0  # preference among equally good plans (lower first)
+    version: dict[str, Any] = field(default_factory=dict)  # {id, source}: the release whose rules we follow
+    rules: dict[str, Any] = field(default_factory=dict)  # facts only this runtime's module reads
 
     def supports_os(self, system: str) -> bool:
         return system in self.os
@@ -385,6 +387,7 @@ class RuntimeSpec:
             "kv_cache_types": self.kv_cache_types, "multi_gpu": self.multi_gpu, "multi_node": self.multi_node,
             "partial_offload": self.partial_offload, "default_port": self.default_port,
             "default_context": self.memory.get("default_context"),
+            "version": self.version.get("id"),
             "install": self.install, "notes": list(self.notes), "sources": list(self.sources),
         }
 
@@ -637,7 +640,8 @@ def _runtime(raw: Any, where: str) -> RuntimeSpec:
         mla_cache=e.get("mla_cache", bool, False, True),
         install=e.get("install", str, False), notes=e.strings("notes"), rank=e.get("rank", int, False, 0),
         format_os={str(k): tuple(v) for k, v in e.get("format_os", dict, False, {}).items()},
-        multi_node=e.get("multi_node", dict),
+        multi_node=e.get("multi_node", dict), version=e.get("version", dict, False, {}),
+        rules=e.get("rules", dict, False, {}),
         sources=e.strings("sources", required=True))
     e.done()
     return spec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import replace
 
@@ -105,7 +106,34 @@ def planning_options(f):
     ]
     for opt in reversed(options):
         f = opt(f)
-    return machine_options(f)
+    return runtime_options(machine_options(f))
+
+
+def runtime_options(f, share: bool = True):
+    """Runtime settings (planner/runtimes/base.py Options), read back with _options()."""
+    def gather(ctx, param, value):
+        ctx.meta[param.name] = value
+        return value
+
+    options = [
+        click.option("--gpu-memory-utilization", "--mem-fraction-static", "gpu_memory_utilization", type=float,
+                     callback=gather, expose_value=False,
+                     help="vLLM --gpu-memory-utilization / SGLang --mem-fraction-static: share of each GPU "
+                          "(0 < x <= 1)."),
+        click.option("--enforce-eager", is_flag=True, callback=gather, expose_value=False,
+                     help="vLLM/SGLang without CUDA graphs: less memory, slower decode."),
+    ][0 if share else 1:]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _options():
+    from .runtimes import Options
+
+    meta = click.get_current_context().meta
+    return Options(gpu_memory_utilization=meta.get("gpu_memory_utilization"),
+                   enforce_eager=bool(meta.get("enforce_eager")))
 
 
 def debug_option(f):
@@ -158,7 +186,7 @@ def _request(licence, context, runtimes, quants, kv_cache_type, **extra):
 
     return Request(licence=licence, context=context, runtimes=tuple(runtimes),
                    quants=tuple(q.upper() for q in quants),
-                   kv_cache_type=kv_cache_type, **extra)
+                   kv_cache_type=kv_cache_type, options=_options(), **extra)
 
 
 def _echo_notes(machine) -> None:
@@ -199,6 +227,7 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
     req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps,
                    models=tuple(m.id for m in only))
     res = recommend.plan(cat, machine, req, explain=explain)
+    machine = machine.with_notes(*res.notes)
     plans = res.plans if show_all else recommend.one_per_model(res.plans)
     limit = top if top else (None if show_all else 10)
     shown = plans[:limit] if limit else plans
@@ -246,6 +275,8 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
 
     cat, targets = _resolve(model)
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
+    machine = machine.with_notes(*recommend.machine_notes(cat, machine, _request(licence, context, runtimes, quants,
+                                                                                  kv_cache_type)))
     _echo_notes(machine)
     docs, any_yes, texts = [], False, []
     for m in targets:
@@ -270,9 +301,12 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
                     seen.add(key)
                     why_not.append(f"{r['runtime']}" + (f" {r['quant']}" if r["quant"] else "") + f": {r['reason']}")
         fits = []
-        if best is None or not best.interactive:
+        if res.licence_excluded:
+            why_not = [f"left out by --licence {licence}: {next(iter(res.licence_excluded))}"]
+        elif best is None or not best.interactive:
             fits = recommend.would_fit_with(cat, machine, m, req, ctx)
         quants_ok = sorted({p.quant for p in res.plans})
+        answer = "excluded" if res.licence_excluded else answer
         doc = {"model": m.id, "answer": answer, "context": ctx,
                "best": best.to_dict(1) if best else None,
                "options": [p.to_dict(i) for i, p in enumerate(options, 1)],
@@ -291,7 +325,10 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
 
 def _can_run_text(m, doc, best, options, machine) -> str:
     lines = []
-    if best is None:
+    if doc["answer"] == "excluded":
+        lines.append(f"{m.id}: left out by the licence filter ({doc['why_not'][0].split(': ', 1)[1]}), "
+                     f"not by this machine; drop --licence to see whether it fits.")
+    elif best is None:
         lines.append(f"{m.id}: NO, not at {doc['context']} tokens of context on this machine.")
     elif best.interactive:
         lines.append(f"{m.id}: YES — best: {best.quant} on {best.runtime.id} ({best.placement.kind}), "
@@ -304,10 +341,12 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"  quantizations that fit: {', '.join(doc['quants'])}")
     for p in options:
         extra = f", {p.placement.gpu_layers}/{p.estimate.layers} layers on GPU" if p.placement.gpu_layers else ""
+        if p.placement.moe_cpu_layers:
+            extra = f", experts of {p.placement.moe_cpu_layers}/{p.estimate.layers} layers in RAM"
         lines.append(f"  {p.runtime.id:12} {p.quant:7} {p.placement.kind}{extra}, {_tps(p)}, "
                      f"{p.placement.required_bytes / 2**30:.1f} GiB")
         lines.append(f"               $ {p.launch.command}")
-    if doc["why_not"] and best is None:
+    if doc["why_not"] and best is None and doc["answer"] != "excluded":
         lines.append("  why not:")
         lines += [f"    - {w}" for w in doc["why_not"]]
     if doc["would_fit_with"]:
@@ -327,10 +366,13 @@ def _tps(p) -> str:
 @click.option("--context", callback=_tokens, help="Context in tokens (default: the runtime's default).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent sequences.")
 @click.option("--kv-cache-type", help="f16, q8_0, q4_0 (llama.cpp/Ollama), fp8 (vLLM).")
+@click.option("--device", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True,
+              help="gpu: one CUDA GPU (CUDA context and allocator slack included); cpu: RAM only.")
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+@functools.partial(runtime_options, share=False)
 @debug_option
-def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
-    """Memory breakdown of one configuration (no hardware involved).
+def estimate(model, quant, runtime, context, batch, kv_cache_type, device, fmt, debug):
+    """Memory breakdown of one configuration (no machine: --device says where it runs).
 
     MODEL: as for can-run, including a local .gguf file, checkpoint directory or config.json.
     """
@@ -355,8 +397,12 @@ def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
                          hint=f"did you mean {', '.join(close)}?" if close else "known: " + ", ".join(ids))
     rt = cat.runtime(rid)
     q = quant.upper() if quant.lower() not in ("4bit", "8bit") else quant.lower()
-    est = memory.estimate(models[0], q, rt, cat, context=context, batch=batch, kv_cache_type=kv_cache_type)
+    est = memory.estimate(models[0], q, rt, cat, context=context, batch=batch, kv_cache_type=kv_cache_type,
+                          gpu=device == "gpu", options=_options())
     doc = est.to_dict()
+    doc["device"] = device
+    doc["notes"].insert(0, "assumes one CUDA GPU: CUDA context and allocator slack included (--device cpu for a "
+                           "CPU run)" if device == "gpu" else "assumes a CPU run: no GPU context")
     click.echo(output.estimate_table(doc) if fmt == "table" else output.dump(doc, fmt), nl=False)
 
 

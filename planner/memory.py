@@ -452,8 +452,9 @@ def artifact_format(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) ->
 
 def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Catalog, *,
              context: int | None = None, batch: int = 1, kv_cache_type: str | None = None,
-             gpu: bool = True) -> MemoryEstimate:
-    """Weights + KV cache + overhead of one configuration. `gpu=False` drops device-only costs."""
+             gpu: bool = True, options=None, devices: tuple = ()) -> MemoryEstimate:
+    """Weights + KV cache + overhead of one configuration. `gpu=False` drops device-only costs;
+    `devices`: the GPUs it may run on, for runtimes whose defaults depend on the GPU (vLLM)."""
     if batch < 1:
         raise UsageError(f"batch must be at least 1, not {batch}")
     quant = catalog.quants.get(quant_id.upper())
@@ -504,7 +505,7 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
                      f"{state / batch / 2**20:.0f} MiB state per sequence instead of a growing KV cache")
     if arch.kv_shared_layers:
         notes.append(f"the last {arch.kv_shared_layers} of {arch.layers} layers reuse earlier layers' KV cache")
-    overhead = _overhead(model, runtime, catalog, context, batch, gpu)
+    overhead = _overhead(model, runtime, catalog, context, batch, gpu, options, devices)
     return MemoryEstimate(
         model=model.id, hf_repo=model.hf_repo, quant=quant.id, runtime=runtime.id, format=fmt,
         context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
@@ -514,26 +515,39 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
-              gpu: bool) -> int:
-    mem = runtime.memory
-    arch = model.arch
-    cls = runtime.speed.get("class")
-    total = 0
-    if gpu:
-        total += int(mem.get("cuda_context_bytes", 0))
-        total += int(mem.get("allocator_slack_bytes", 0))
-    if cls == "transformers":
-        # Prefill of the whole prompt at once: activations grow with the prompt.
-        total += activation_bytes_per_token(arch, catalog.constants) * context * batch
-    elif cls == "vllm":
-        tokens = min(int(mem.get("max_num_batched_tokens", 2048)), context)
-        total += activation_bytes_per_token(arch, catalog.constants) * tokens
-    elif "n_ubatch" in mem and not gpu:
-        total += gguf_cpu_compute_buffer(arch, int(mem["n_ubatch"]), context, catalog.constants)
-        total += gguf_output_buffer(arch, batch)
-    elif "n_ubatch" in mem:
-        total += gguf_compute_buffer(arch, int(mem["n_ubatch"]))
-    return total
+              gpu: bool, options=None, devices: tuple = ()) -> int:
+    """The runtime's own overhead terms (planner/runtimes/<runtime>.py overhead_bytes)."""
+    from .runtimes import Options, get
+
+    return get(runtime).overhead_bytes(model, catalog, context, batch, gpu, options or Options(), devices)
+
+
+def expert_share(arch: Architecture) -> float:
+    """Share of a repeating layer's parameters that are routed experts (0 for dense models)."""
+    if arch.moe is None:
+        return 0.0
+    layer = expert = 0
+    for g in tensor_groups(arch):
+        if g.layer is None:
+            continue
+        layer += g.params
+        if g.expert:
+            expert += g.params
+    return expert / layer if layer else 0.0
+
+
+def scale_weights(est: "MemoryEstimate", factor: float, note: str | None) -> "MemoryEstimate":
+    """The estimate with its weights loaded at `factor` times the file's bytes (a runtime that
+    up-casts, e.g. vLLM's float32 for Gemma on GPUs without BF16)."""
+    if factor == 1.0 and not note:
+        return est
+    from dataclasses import replace
+
+    return replace(est, weights_bytes=int(est.weights_bytes * factor),
+                   per_layer_bytes=int(est.per_layer_bytes * factor),
+                   non_layer_bytes=int(est.non_layer_bytes * factor),
+                   weights_read_bytes=int(est.weights_read_bytes * factor),
+                   notes=est.notes + ((note,) if note else ()))
 
 
 def default_context(model: ModelSpec, runtime: RuntimeSpec, vram_total: int = 0) -> int:

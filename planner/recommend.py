@@ -13,9 +13,11 @@ from . import quality as qmod
 from .catalog import Artifact, Catalog, ModelSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
 from .hardware import Machine
+from .runtimes import Options
+from .runtimes import get as runtime_rules
 
 LICENCE_FILTERS = ("any", "commercial", "permissive")
-PLACEMENT_ORDER = {"gpu": 0, "unified": 0, "multi-gpu": 1, "partial-offload": 2, "cpu": 3}
+PLACEMENT_ORDER = {"gpu": 0, "unified": 0, "multi-gpu": 1, "moe-offload": 2, "partial-offload": 3, "cpu": 4}
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,16 @@ class Request:
     min_tps: float | None = None
     kv_cache_type: str | None = None
     models: tuple[str, ...] = ()  # restrict to these catalog ids
+    options: Options = Options()  # runtime settings: --gpu-memory-utilization, --enforce-eager
 
     def to_dict(self, context: int) -> dict:
-        return {"licence": self.licence, "context": context, "runtimes": list(self.runtimes),
-                "quants": list(self.quants), "use_cases": list(self.use_cases), "min_tps": self.min_tps,
-                "kv_cache_type": self.kv_cache_type}
+        d = {"licence": self.licence, "context": context, "runtimes": list(self.runtimes),
+             "quants": list(self.quants), "use_cases": list(self.use_cases), "min_tps": self.min_tps,
+             "kv_cache_type": self.kv_cache_type}
+        if self.options != Options():
+            d["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+            d["enforce_eager"] = self.options.enforce_eager
+        return d
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Plan:
             "hf_repo": m.hf_repo,
             "quant": self.quant,
             "runtime": self.runtime.id,
+            "runtime_version": self.runtime.version.get("id"),
             "placement": p.kind,
             "context": e.context,
             "memory": {"required_bytes": p.required_bytes, "available_bytes": p.available_bytes,
@@ -80,6 +88,7 @@ class Plan:
                        **({"cpu_repack_bytes": self.repacked_bytes, "resident_bytes": self.resident_bytes}
                           if self.resident_bytes is not None else {})},
             "gpu_layers": p.gpu_layers,
+            "moe_cpu_layers": p.moe_cpu_layers,
             "layers": e.layers,
             "tensor_parallel": p.tensor_parallel,
             "max_context": p.max_context,
@@ -105,6 +114,7 @@ class Result:
     rejected: list[dict]
     licence_excluded: dict[str, list[str]] = field(default_factory=dict)
     context: int = 0
+    notes: list[str] = field(default_factory=list)  # about the machine as the runtimes see it
 
 
 # ---------------------------------------------------------------- filters
@@ -172,6 +182,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     context = request.context or int(constants["default_context"])
     rejected: list[dict] = []
     excluded: dict[str, list[str]] = {}
+    _check_choices(cat, request)
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
     plans: list[Plan] = []
     for model in cat.models:
@@ -187,7 +198,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
             for qid in runtime.quants:
                 if request.quants and qid.upper() not in request.quants:
                     continue
-                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type,
+                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type, request.options,
                                 use_cases=request.use_cases)
                 if out is None:
                     continue
@@ -204,7 +215,25 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                 plans.append(out)
     plans.sort(key=plan_key)
     rejected.sort(key=lambda r: (r["model"], r["runtime"], r["quant"] or ""))
-    return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context)
+    return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context,
+                  notes=unused_gpu_notes(cat, machine, runtimes))
+
+
+def machine_notes(cat: Catalog, machine: Machine, request: Request) -> list[str]:
+    """What a user should know about the machine as the requested runtimes see it."""
+    return unused_gpu_notes(cat, machine, _runtimes(cat, machine, request, None))
+
+
+def unused_gpu_notes(cat: Catalog, machine: Machine, runtimes: list[RuntimeSpec]) -> list[str]:
+    """GPUs that none of the planned runtimes can use (e.g. Intel GPUs): say so rather than plan
+    on the CPU in silence."""
+    out = []
+    for g in machine.gpus:
+        why = [w for rt in runtimes if (w := runtime_rules(rt).gpu_reason(g)) is not None]
+        if runtimes and len(why) == len(runtimes):
+            out.append(f"GPU {g.index} ({g.name}) is not used: no planned runtime has a GPU backend for {g.vendor} in "
+                       f"the catalog; plans run on the other devices or the CPU")
+    return out
 
 
 def one_per_model(plans: list[Plan]) -> list[Plan]:
@@ -225,6 +254,20 @@ def runtime_id(name: str, cat: Catalog) -> str | None:
         if key(name) in (key(r.id), key(r.name.split(" (")[0])):
             return r.id
     return None
+
+
+def _check_choices(cat: Catalog, request: Request) -> None:
+    """An unknown --quant or --kv-cache-type is a usage error (exit 2), not "nothing fits"."""
+    for q in request.quants:
+        if q.upper() not in cat.quants:
+            raise UsageError(f"unknown quantization {q!r}", hint="known: " + ", ".join(sorted(q.id for q in cat.quants.values())))
+    kv = request.kv_cache_type
+    if kv is not None:
+        wanted = {runtime_id(r, cat) for r in request.runtimes} - {None}
+        types = sorted({t for r in cat.runtimes if not wanted or r.id in wanted for t in r.kv_cache_types})
+        if kv not in types:
+            scope = f"{', '.join(sorted(wanted))} accepts" if wanted else "known"
+            raise UsageError(f"unknown KV cache type {kv!r}", hint=f"{scope}: {', '.join(types)}")
 
 
 def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list | None) -> list[RuntimeSpec]:
@@ -254,7 +297,7 @@ def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list |
 
 
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
-              kv_cache_type: str | None, use_cases: tuple[str, ...] = ()) -> Plan | str | None:
+              kv_cache_type: str | None, options: Options = Options(), use_cases: tuple[str, ...] = ()) -> Plan | str | None:
     """A plan, a rejection reason, or None when the combination doesn't exist (no artifact)."""
     quant = cat.quants.get(qid.upper())
     if quant is None:
@@ -268,25 +311,40 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     limit = model.context_length_extended or model.context_length
     if context > limit:
         return f"context {context} exceeds the model's {limit} tokens"
+    rules = runtime_rules(runtime)
+    yarn_notes: list[str] = []
+    if context > model.context_length:
+        if rules.rope_args(model, context) is None:
+            return (f"{runtime.id} has no RoPE/YaRN setting: {model.id} runs up to its native "
+                    f"{model.context_length} tokens there")
+        y = rules.yarn(model)
+        yarn_notes.append(f"context beyond the native {model.context_length} tokens: YaRN rope scaling, factor "
+                          f"{y['factor']:g}, as the model card gives; static YaRN applies to every request and may "
+                          f"lower quality on short texts")
     kv = kv_cache_type if kv_cache_type in runtime.kv_cache_types else None
     if kv_cache_type and kv is None:
         return f"{runtime.id} has no {kv_cache_type} KV cache"
     gpus, _ = fit.runtime_gpus(machine, runtime, quant)
     try:
-        est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus))
+        est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus),
+                              options=options, devices=tuple(gpus))
         cpu_est = est if not gpus else memory.estimate(model, quant.id, runtime, cat, context=context,
-                                                       kv_cache_type=kv, gpu=False)
+                                                       kv_cache_type=kv, gpu=False, options=options)
     except PlannerError as e:
         return e.message
-    placed = fit.place(est, cpu_est, model, machine, runtime, quant, cat)
+    if gpus:
+        est = memory.scale_weights(est, *rules.weight_scale(model, quant, gpus))
+    placed = fit.place(est, cpu_est, model, machine, runtime, quant, cat, options)
     if isinstance(placed, fit.Rejection):
         return placed.reason
     used_est = cpu_est if placed.kind == "cpu" else est
     spd = speed.estimate_speed(used_est, model, placed, machine, runtime, cat, prompt_tokens=min(context, 1024))
     threshold = float(cat.constants["interactive_tokens_per_s"])
     interactive = spd.expected >= threshold if spd else placed.kind in ("gpu", "multi-gpu", "unified")
-    notes = list(used_est.notes) + list(placed.notes)
-    if placed.kind in ("cpu", "partial-offload") and spd is not None:
+    notes = list(used_est.notes) + yarn_notes + list(placed.notes)
+    if placed.kind != "cpu":
+        notes += list(rules.quant_notes([g for g in gpus if g.index in placed.gpus], quant))
+    if placed.kind in ("cpu", "partial-offload", "moe-offload") and spd is not None:
         notes.append(speed.ram_bandwidth_note(machine, cat))
     repacked = 0
     if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
@@ -308,7 +366,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes.append("speed unknown: no memory bandwidth for this device")
     elif runtime.speed.get("note"):
         notes.append(runtime.speed["note"])
-    lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv)
+    lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv, machine=machine, options=options)
     notes += list(lnch.notes)
     q = qmod.score(model, quant.id, use_cases, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
@@ -332,8 +390,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     best = usable(machine, base)
     if best is not None:
         return []
+    limit = model.context_length_extended or model.context_length
+    if context > limit:
+        # A context-length limit of the model: no amount of memory changes it.
+        return [f"a context of at most {limit} tokens: {model.id} is trained for {limit}"]
+    allowed = _allowed_runtimes(cat, request)
     # 1. a smaller quantization than the catalog's files (community GGUF repos publish them)
-    smaller = _smaller_quant(cat, machine, model, context)
+    smaller = _smaller_quant(cat, machine, model, context, allowed)
     if smaller:
         out.append(smaller)
     # 2. a shorter context
@@ -343,13 +406,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
             if p:
                 out.append(f"a shorter context: {ctx} tokens ({p.quant} on {p.runtime.id}, {p.placement.kind})")
                 break
-    # 3. a quantized KV cache
-    if context >= 4096:
+    # 3. a quantized KV cache (where an allowed runtime has one)
+    if context >= 4096 and any("q8_0" in r.kv_cache_types for r in cat.runtimes if r.id in allowed):
         p = usable(machine, replace(base, kv_cache_type="q8_0"))
         if p:
             out.append(f"a q8_0 KV cache (--kv-cache-type q8_0: {p.quant} on {p.runtime.id})")
-    # 4. more GPUs of the same kind
-    if machine.gpus and not machine.gpus[0].unified_memory:
+    # 4. more GPUs of the same kind (MIG instances are never pooled)
+    if machine.gpus and not machine.gpus[0].unified_memory and not any(g.mig_instance for g in machine.gpus):
         g = machine.gpus[0]
         for n in (2, 4, 8):
             if n <= len(machine.gpus):
@@ -360,7 +423,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
                 out.append(f"{n} x {g.name} ({p.quant} on {p.runtime.id}, {p.placement.kind})")
                 break
     # 5. more memory: the smallest GPU (or unified / RAM) size that fits the smallest artifact
-    need = _smallest_need(cat, machine, model, context)
+    need = _smallest_need(cat, machine, model, context, allowed)
     if need:
         out.append(need)
     # 6. more RAM, where partial offload could then hold it (slowly)
@@ -380,9 +443,12 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     return out
 
 
-def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:
-    """The largest llama.cpp quantization below the catalogued ones that gives an interactive plan."""
-    rt = next((r for r in cat.runtimes if r.id == "llama.cpp"), None)
+def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int,
+                   allowed: set[str] | None = None) -> str | None:
+    """The largest GGUF quantization below the catalogued ones that gives an interactive plan, on
+    the preferred runtime that loads any GGUF file (community repos publish the smaller ones)."""
+    rt = next((r for r in sorted(cat.runtimes, key=lambda r: (r.rank, r.id))
+               if "gguf" in r.formats and (allowed is None or r.id in allowed)), None)
     if rt is None or fit.runtime_on_machine(machine, rt):
         return None
     have = [cat.quants[q.upper()] for q in model.quants() if q.upper() in cat.quants and "gguf" in cat.quants[q.upper()].formats]
@@ -411,14 +477,28 @@ def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: in
     return None
 
 
-def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:
+def _allowed_runtimes(cat: Catalog, request: Request) -> set[str]:
+    """The runtimes a suggestion may use: those asked for with --runtime, else all."""
+    if not request.runtimes:
+        return {r.id for r in cat.runtimes}
+    return {rid for r in request.runtimes if (rid := runtime_id(r, cat)) is not None}
+
+
+def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: int,
+                   allowed: set[str] | None = None) -> str | None:
+    """The memory the smallest artifact needs, on runtimes this machine's OS runs (and --runtime
+    allows), in formats that load on this OS; None when the machine already has that much (then
+    memory is not what stops it)."""
     sizes = []
     for rt in cat.runtimes:
-        if fit.runtime_on_machine(machine, rt):
+        if (allowed is not None and rt.id not in allowed) or fit.runtime_on_machine(machine, rt):
             continue
         for qid in rt.quants:
             q = cat.quants.get(qid.upper())
-            if q is None or memory.artifact_format(model, q, rt) is None:
+            if q is None:
+                continue
+            fmt = memory.artifact_format(model, q, rt)
+            if fmt is None or machine.os.system not in rt.format_os.get(fmt, (machine.os.system,)):
                 continue
             try:
                 est = memory.estimate(model, q.id, rt, cat, context=min(context, model.context_length),
@@ -430,10 +510,21 @@ def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: in
         return None
     total, qid, rid = min(sizes)
     gib = total / 2**30
+    constants = cat.constants
     if machine.gpus and machine.gpus[0].unified_memory:
-        return f"about {gib:.0f} GiB for the model within the GPU working set ({qid} on {rid}): a Mac with more memory"
+        g = machine.gpus[0]
+        have = fit.apple_working_set(g.memory_total_bytes, constants) if g.vendor == "apple" else \
+            fit.usable_ram_bytes(machine, constants)
+        if have >= total:
+            return None
+        what = "a Mac with more memory" if g.vendor == "apple" else "a machine with more unified memory"
+        return f"about {gib:.0f} GiB for the model within the GPU working set ({qid} on {rid}): {what}"
     if machine.gpus:
+        if sum(fit.usable_gpu_bytes(g) for g in machine.gpus) >= total:
+            return None
         return f"GPU memory of at least {gib:.1f} GiB in total ({qid} on {rid})"
-    return f"at least {gib / (1 - cat.constants['cpu_os_reserve_fraction']):.0f} GiB of RAM ({qid} on {rid})"
+    if fit.usable_ram_bytes(machine, constants) >= total:
+        return None
+    return f"at least {gib / (1 - constants['cpu_os_reserve_fraction']):.0f} GiB of RAM ({qid} on {rid})"
 
 

@@ -73,20 +73,26 @@ def gpu_class(gpu: Gpu | None, catalog: Catalog) -> str:
 
 
 def decode_constants(catalog: Catalog, runtime: RuntimeSpec, hw: str) -> dict[str, float]:
-    """{efficiency, layer_overhead_us, low, high} for a runtime class on a hardware class."""
-    table = catalog.constants["speed"]["decode"]
-    row = table.get(runtime.speed.get("class", "gguf")) or {}
-    return row.get(hw) or table["gguf"][hw]
+    """{efficiency, layer_overhead_us, step_overhead_us, low, high} of a runtime on a hardware class
+    (the runtime's module picks the row: planner/runtimes/base.py decode_constants)."""
+    from .runtimes import get
+
+    return get(runtime).decode_constants(catalog, hw)
 
 
 def seconds_per_token(bytes_per_token: float, bandwidth: float, layers: int, k: dict[str, float],
-                      moe_factor: float = 1.0) -> float:
-    """Bytes over effective bandwidth, plus a fixed cost per layer (kernel launches, sync).
+                      moe_factor: float = 1.0, step: bool = True) -> float:
+    """Bytes over effective bandwidth, plus a fixed cost per layer (kernel launches, sync), plus
+    a fixed cost per decode step that does not shrink with the model (scheduler, sampling,
+    detokenising, Python): `step_overhead_us`, counted once per token (`step=False` for the
+    second part of a split placement).
 
     MoE layers read their routed experts in scattered pieces: `moe_factor` (< 1) lowers the
     efficiency for them.
     """
-    return bytes_per_token / (k["efficiency"] * moe_factor * bandwidth) + layers * k["layer_overhead_us"] * 1e-6
+    per_step = k.get("step_overhead_us", 0.0) * 1e-6 if step else 0.0
+    return (bytes_per_token / (k["efficiency"] * moe_factor * bandwidth) + layers * k["layer_overhead_us"] * 1e-6
+            + per_step)
 
 
 def gpu_bandwidth(gpu: Gpu) -> int | None:
@@ -151,11 +157,22 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
         elif placement.kind == "partial-offload":
             share = (placement.gpu_layers or 0) / layers
             t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k, mf) + \
-                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf)
+                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf,
+                                  step=False)
+        elif placement.kind == "moe-offload":
+            # The routed experts in use of the offloaded layers are read from RAM, the rest on the GPU.
+            cpu_read = moe_offload_read_bytes(est, model, placement)
+            t = seconds_per_token(per_token - cpu_read, bw, layers, k, mf) + \
+                seconds_per_token(cpu_read, ram_bw, 0, k_cpu, mf, step=False)
         else:
             t = seconds_per_token(per_token, ram_bw, layers, k_cpu, mf)
         out[name] = 1.0 / t
     low = out["low"] * k["low"]
+    if placement.kind == "moe-offload":
+        # Few cores may not keep up with RAM: the expert reads at the slowest published per-core rate.
+        floor = machine.cpu.usable_cores * catalog.constants["speed"]["cpu_per_core_floor_bytes_per_s"]
+        cpu_read = moe_offload_read_bytes(est, model, placement)
+        low = min(low, 1.0 / ((full_context_bytes - cpu_read) / (k["efficiency"] * bw) + cpu_read / floor))
     if placement.kind in ("cpu", "partial-offload"):
         # Few cores may not keep up with RAM: the low end assumes the slowest published per-core rate.
         cpu_share = 1.0 if placement.kind == "cpu" else 1 - (placement.gpu_layers or 0) / layers
@@ -169,6 +186,15 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     ttft = prompt_tokens / prefill if prefill and prompt_tokens else None
     return Speed(low=min(low, expected), expected=expected, high=max(high, expected), prefill_tokens_per_s=prefill,
                  time_to_first_token_s=ttft, basis=f"{runtime.speed.get('class', 'gguf')}/{hw}")
+
+
+def moe_offload_read_bytes(est: MemoryEstimate, model: ModelSpec, placement: Placement) -> float:
+    """Expert bytes read from RAM per token under MoE expert offload: the experts in use
+    (experts_per_token of experts) of the layers whose experts stay in RAM."""
+    moe = model.arch.moe
+    if moe is None or not placement.expert_host_bytes:
+        return 0.0
+    return placement.expert_host_bytes * moe.experts_per_token / moe.experts
 
 
 def _prefill(model: ModelSpec, placement: Placement, used: list[Gpu], catalog: Catalog) -> float | None:

@@ -5,7 +5,7 @@ architectures with random weights that this script writes with the `gguf` packag
 model into llama.cpp's server from the `xllamacpp` wheel in a child process, reads the buffer sizes
 llama.cpp logs (CPU_Mapped / CPU model buffer, CPU_REPACK, KV, compute, output), the process's
 resident memory after a prompt, and the server's own decode and prompt timings; then it prints
-them beside what `plan-deploy` plans for this machine (planner.cpu_calibration.planned).
+them beside what `plan-deploy` plans for this machine (scripts/cpu_calibration.py planned()).
 
     python scripts/calibrate_cpu.py                       # SmolLM2 only (seconds)
     python scripts/calibrate_cpu.py --generate DIR        # + random-weight GGUFs (minutes; GBs of disk)
@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 # (label, catalog model id, quant, context) of the random-weight files --generate writes.
 GENERATED = [
@@ -56,7 +57,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
-    from planner import cpu_calibration as calibration
+    import cpu_calibration as calibration
 
     runs = []
     sm = smollm2_path()
@@ -90,7 +91,7 @@ def main() -> int:
 
 def run_child(path: Path, ctx: int, threads: int, tokens: int) -> dict:
     """Load `path` in a fresh process (so its memory is its own) and return what llama.cpp reported."""
-    cmd = [sys.executable, "-m", "planner.cpu_calibration", "--child", str(path), str(ctx), str(threads), str(tokens)]
+    cmd = [sys.executable, str(ROOT / "scripts" / "cpu_calibration.py"), "--child", str(path), str(ctx), str(threads), str(tokens)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:

@@ -29,6 +29,7 @@ class Row:
     klass: str
 
     read_share: float = 1.0  # weights read per token / all weights (formula; MoE experts in use)
+    holdout: bool = False  # kept out of the fit: scored as a held-out run
 
     @property
     def bytes_per_token(self) -> float:
@@ -92,5 +93,5 @@ def load_runtime_rows(cat: Catalog) -> list[Row]:
                         read_share=(w.read_bytes + kv) / w.total_bytes, hardware=r["hardware"],
                         backend=r["runtime"], model=model, quant=r["quant"], test="tg",
                         tokens_per_s=float(r["tokens_per_s"]), bandwidth=spec.bandwidth_gbps * 1e9,
-                        weights_bytes=w.total_bytes, gpus=1, source=r["source"]))
+                        weights_bytes=w.total_bytes, gpus=1, source=r["source"], holdout=bool(r.get("holdout"))))
     return rows

@@ -114,7 +114,8 @@ def test_runtimes_cover_the_brief(cat):
     assert {"ollama", "llama.cpp", "lm-studio", "vllm", "transformers", "sglang", "mlx-lm"} <= ids
     vllm = cat.runtime("vllm")
     assert vllm.os == ("Linux",) and vllm.accelerators["nvidia"]["min_compute_capability"] == "7.5"
-    assert vllm.quant_min_cc["FP8"] == "8.9"
+    # FP8: W8A8 from 8.9, weight-only FP8-Marlin from 7.5 (rules in planner/runtimes/vllm.py)
+    assert vllm.rules["fp8_native_min_cc"] == "8.9" and vllm.rules["fp8_weight_only_min_cc"] == "7.5"
     for r in cat.runtimes:
         assert r.sources and r.launch["argv"]
 

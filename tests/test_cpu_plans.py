@@ -142,9 +142,8 @@ def test_real_llama_cpp_buffers_for_smollm2_match_the_plan(cat):
     import subprocess
     import sys
 
-    from planner.cpu_calibration import child
-
-    out = subprocess.run([sys.executable, "-m", "planner.cpu_calibration", "--child", str(_smollm2()), "2048", "2", "4"],
+    script = Path(__file__).resolve().parent.parent / "scripts" / "cpu_calibration.py"
+    out = subprocess.run([sys.executable, str(script), "--child", str(_smollm2()), "2048", "2", "4"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])["log"]
@@ -155,4 +154,3 @@ def test_real_llama_cpp_buffers_for_smollm2_match_the_plan(cat):
     planned = memory.gguf_cpu_compute_buffer(arch, 512, 2048, cat.constants) + memory.gguf_output_buffer(arch, 1)
     assert (got["compute"] + got["output"]) * MIB == pytest.approx(planned, rel=0.01)
     assert "CPU_REPACK" not in got["model_buffers"]  # Q4_1 and Q8_0 have no x86 repack rule
-    assert child  # the in-process entry point stays importable

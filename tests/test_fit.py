@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner import catalog, fit, hardware, memory, recommend
+from planner import catalog, fit, hardware, memory, recommend, runtimes
 from planner.hardware import Cpu, Gpu, Machine, Memory, OsInfo
 
 GIB = 1 << 30
@@ -76,11 +76,19 @@ def test_vllm_reports_the_context_its_kv_pool_reaches(cat):
     assert p.max_context == cat.model("llama-3.1-8b").context_length  # 128K tokens fit beside 15 GiB
 
 
-def test_fp8_needs_compute_capability_8_9(cat):
-    ampere = box(nvidia(80 * GIB, cc="8.0"))
-    r = place(cat, "llama-3.1-8b", "FP8", "vllm", ampere)
-    assert isinstance(r, fit.Rejection) and "8.9" in r.reason
-    assert place(cat, "llama-3.1-8b", "FP8", "vllm", box(nvidia(80 * GIB, cc="9.0"))).kind == "gpu"
+def test_fp8_runs_weight_only_on_turing_and_ampere(cat):
+    """vLLM runs FP8 checkpoints from compute capability 7.5 as weight-only W8A16 through FP8-Marlin
+    (vllm-project/vllm#5975; docs features/quantization/fp8): placed on Ampere and Turing, and the
+    same weight memory as on Hopper."""
+    hopper = place(cat, "llama-3.1-8b", "FP8", "vllm", box(nvidia(80 * GIB, cc="9.0")))
+    ampere = place(cat, "llama-3.1-8b", "FP8", "vllm", box(nvidia(80 * GIB, cc="8.0")))
+    turing = place(cat, "llama-3.1-8b", "FP8", "vllm", box(nvidia(80 * GIB, cc="7.5")))
+    assert hopper.kind == ampere.kind == turing.kind == "gpu"
+    assert ampere.required_bytes == hopper.required_bytes
+    rt = runtimes.get(cat.runtime("vllm"))
+    gpu = box(nvidia(80 * GIB, cc="8.0")).gpus[0]
+    assert "weight-only" in rt.quant_notes([gpu], cat.quants["FP8"])[0]
+    assert rt.quant_notes([box(nvidia(80 * GIB, cc="9.0")).gpus[0]], cat.quants["FP8"]) == ()
 
 
 def test_cpu_only_and_container_limit(cat):

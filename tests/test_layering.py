@@ -61,3 +61,10 @@ def test_quality_is_pure_and_imports_nothing_heavy_at_module_level():
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             top.add(node.module.split(".")[0])
     assert top <= {"__future__", "functools", "math", "dataclasses", "pathlib", "typing"}, top
+
+
+def test_the_planner_never_imports_the_test_server():
+    """llama.cpp's server from the xllamacpp wheel is for tests; the planner checks launch commands
+    against recorded option tables (planner/runtimes/flags.py), never by starting a runtime."""
+    for path in PLANNER.rglob("*.py"):
+        assert "xllamacpp" not in _imports(path), path.name

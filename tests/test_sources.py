@@ -181,7 +181,7 @@ def test_unknown_licence_is_left_out_by_the_commercial_filter(tmp_path):
     write_checkpoint(directory, arch, "qwen2", 32768)
     code, out, err = run("can-run", str(directory), "--gpu", "RTX 4090", "--licence", "commercial")
     assert code == 3
-    assert "left out by --licence commercial: licence unknown" in out
+    assert "left out by the licence filter (licence unknown), not by this machine" in out
 
 
 # ---------------------------------------------------------------- config.json -> Architecture

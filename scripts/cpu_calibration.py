@@ -1,7 +1,9 @@
-"""Measuring llama.cpp on this machine's CPU, for scripts/calibrate_cpu.py and the CPU tests.
+"""Measuring llama.cpp on this machine's CPU, for scripts/calibrate_cpu.py and tests/test_cpu_plans.py.
 
-Everything here imports its heavy dependencies (xllamacpp, gguf, numpy) inside the function that
-needs them; the planning path never imports this module.
+Not part of the planner package: the planner never starts a runtime. Heavy dependencies (xllamacpp,
+gguf, numpy) are imported inside the functions that need them.
+
+    python scripts/cpu_calibration.py --child PATH CTX THREADS TOKENS   # one measured load, as JSON
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MIB = 1 << 20
 
@@ -103,8 +107,8 @@ def child(path: str, ctx: int, threads: int, tokens: int) -> dict:
 
 
 def this_machine(machine_file: str | None = None):
-    from . import catalog, hardware
-    from .probe import probe
+    from planner import catalog, hardware
+    from planner.probe import probe
 
     m = hardware.load_machine(machine_file) if machine_file else probe()
     return hardware.enrich(m, catalog.load())
@@ -114,7 +118,7 @@ def planned(model_id: str, quant: str, ctx: int, machine) -> dict | None:
     """What plan-deploy plans for llama.cpp on this machine's CPU at `ctx` (None if no plan)."""
     from dataclasses import replace
 
-    from . import catalog, recommend
+    from planner import catalog, recommend
 
     cat = catalog.load()
     cpu_only = replace(machine, gpus=())
@@ -175,8 +179,8 @@ def write_random_gguf(model_id: str, quant: str, path: Path, tokenizer_from: Pat
     import gguf
     import numpy as np
 
-    from . import catalog
-    from .memory import gguf_tensor_type, tensor_groups
+    from planner import catalog
+    from planner.memory import gguf_tensor_type, tensor_groups
 
     cat = catalog.load()
     model, q = cat.model(model_id), cat.quants[quant.upper()]
@@ -286,10 +290,10 @@ def _copy_tokenizer(w, source: Path | None, vocab: int) -> None:
     w.add_eos_token_id(2)
 
 
-if __name__ == "__main__":  # python -m planner.cpu_calibration --child PATH CTX THREADS TOKENS
+if __name__ == "__main__":  # python scripts/cpu_calibration.py --child PATH CTX THREADS TOKENS
     import json
 
     if len(sys.argv) == 6 and sys.argv[1] == "--child":
         sys.stdout.write(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))) + "\n")
     else:
-        raise SystemExit("usage: python -m planner.cpu_calibration --child PATH CTX THREADS TOKENS")
+        raise SystemExit("usage: python scripts/cpu_calibration.py --child PATH CTX THREADS TOKENS")
