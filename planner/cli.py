@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import replace
 
@@ -150,7 +151,7 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
     cat = _catalog()
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
     req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps)
-    res = recommend.plan(cat, machine, req, explain=explain)
+    res = recommend.plan(cat, machine, req, explain=explain, best_only=not (show_all or explain))
     plans = res.plans if show_all else recommend.one_per_model(res.plans)
     limit = top if top else (None if show_all else 10)
     shown = plans[:limit] if limit else plans
@@ -246,7 +247,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"{m.id}: NO, not at {doc['context']} tokens of context on this machine.")
     elif best.interactive:
         lines.append(f"{m.id}: YES — best: {best.quant} on {best.runtime.id} ({best.placement.kind}), "
-                     f"{_tps(best)}, needs {best.placement.required_bytes / 2**30:.1f} GiB.")
+                     f"{_tps(best)}, needs {best.placement.required_bytes / 2**30:.1f} GiB"
+                     + (" (low-bit: expect a clear quality loss)." if best.low_bit else "."))
     else:
         how = "only through partial CPU offload" if best.placement.kind == "partial-offload" else \
             f"only on the {best.placement.kind}"
@@ -257,6 +259,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         extra = f", {p.placement.gpu_layers}/{p.estimate.layers} layers on GPU" if p.placement.gpu_layers else ""
         lines.append(f"  {p.runtime.id:12} {p.quant:7} {p.placement.kind}{extra}, {_tps(p)}, "
                      f"{p.placement.required_bytes / 2**30:.1f} GiB")
+        if p.artifact.source == "convert":  # no published file: how to make it first
+            lines += [f"               $ {shlex.join(step)}" for step in p.artifact.steps]
         lines.append(f"               $ {p.launch.command}")
     if doc["why_not"] and best is None:
         lines.append("  why not:")

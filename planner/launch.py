@@ -27,11 +27,14 @@ def _fill(template: list[str], values: dict[str, str]) -> list[str]:
     return [part.format(**values) for part in template]
 
 
-def _render(runtime: RuntimeSpec, values: dict[str, str | None]) -> tuple[list[str], dict[str, str]]:
-    """argv and env from the runtime's template; optional groups only where their value is set."""
+def _render(runtime: RuntimeSpec, values: dict[str, str | None],
+            local: bool = False) -> tuple[list[str], dict[str, str]]:
+    """argv and env from the runtime's template; optional groups only where their value is set.
+
+    `local`: the file is on disk (a local or converted artifact): the template's `local` argv."""
     spec = runtime.launch
     present = {k: str(v) for k, v in values.items() if v is not None}
-    argv = _fill(spec["argv"], present)
+    argv = _fill(spec["local"]["argv"] if local else spec["argv"], present)
     for key, group in spec.get("optional", {}).items():
         if values.get(key) is not None:
             argv += _fill(group, present)
@@ -56,21 +59,37 @@ def _gguf_values(model: ModelSpec, quant: str, art: Artifact, est: MemoryEstimat
         layers = placement.gpu_layers or 0
     else:
         layers = est.layers + 1  # every repeating layer and the output layer
-    return {"gguf_repo": art.repo, "gguf_quant": quant, "gpu_layers": layers,
+    return {"gguf_repo": art.repo, "gguf_quant": quant, "gpu_layers": layers, "path": art.path,
             "split_mode": "layer" if placement.kind == "multi-gpu" else None}
+
+
+def _on_disk(art: Artifact) -> bool:
+    return art.source != "catalog" and art.path is not None
 
 
 def _llama_cpp(model, quant, art, est, placement, runtime, values):
     values.update(_gguf_values(model, quant, art, est, placement))
-    argv, env = _render(runtime, values)
+    argv, env = _render(runtime, values, local=_on_disk(art))
     return argv, env, ()
 
 
 def _ollama(model, quant, art, est, placement, runtime, values):
+    local = _on_disk(art)
     values["ollama_tag"] = art.tag
-    argv, env = _render(runtime, values)
+    if local:
+        values.update({"path": art.path, "ollama_name": f"{model.id}-{quant.lower()}"})
+    argv, env = _render(runtime, values, local=local)
     server = runtime.launch.get("server", ["ollama", "serve"])
     # The context is a server setting: start the server with it, then run the model.
+    if local:
+        spec = runtime.launch["local"]
+        present = {k: str(v) for k, v in values.items() if v is not None}
+        create = f"printf '%s\\n' {shlex.quote(spec['modelfile'].format(**present))} > Modelfile && " \
+                 f"{shlex.join(_fill(spec['pre'], present))}"
+        command = f"{_command(list(server), env)} & sleep 2 && {create} && {shlex.join(argv)}"
+        note = (f"if Ollama already runs as a service, set {', '.join(f'{k}={v}' for k, v in sorted(env.items()))} "
+                f"in its environment and restart it, then run: {create} && {shlex.join(argv)}")
+        return argv, env, (note,), command
     command = f"{_command(list(server), env)} & sleep 2 && {shlex.join(argv)}"
     note = (f"if Ollama already runs as a service, set {', '.join(f'{k}={v}' for k, v in sorted(env.items()))} "
             f"in its environment and restart it, then run: {shlex.join(argv)}")

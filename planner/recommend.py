@@ -1,7 +1,8 @@
 """Candidates, filters and the one sort key that orders plans.
 
 A candidate is model x quantization x runtime. It is kept when the runtime runs on the machine,
-the catalog lists an artifact for that quantization, and the memory engine finds a placement.
+can load that quantization's format here, a file exists or can be made (see `artifact_for`), and
+the memory engine finds a placement.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from . import fit, launch, memory, speed
-from .catalog import Artifact, Catalog, ModelSpec, RuntimeSpec
+from . import convert, fit, launch, memory, speed
+from .catalog import Artifact, Catalog, ModelSpec, QuantSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
 from .hardware import Machine
 
@@ -51,6 +52,7 @@ class Plan:
     quality_estimated: bool
     interactive: bool
     notes: tuple[str, ...] = ()
+    low_bit: bool = False  # the quantization's `low_bit` flag (quants.yaml)
 
     @property
     def bits_per_weight(self) -> float:
@@ -158,40 +160,72 @@ def quality(model: ModelSpec, cat: Catalog) -> tuple[float, bool]:
 
 
 def _quant_tier(plan: Plan) -> float:
-    # At 8 bits and above quantization loss is negligible: those tie, and speed decides.
-    return min(plan.bits_per_weight, 8.0)
+    # At 8 bits and above quantization loss is negligible: those tie, and speed decides. Counted
+    # per tensor (memory.FIDELITY_CAP_BITS), so a GGUF that keeps gpt-oss's MXFP4 experts at F16
+    # elsewhere ties with its MXFP4 file instead of outranking it.
+    return plan.estimate.weights_fidelity_bits or min(plan.bits_per_weight, 8.0)
+
+
+def _low_bit(plan: Plan) -> bool:
+    # Low-bit recipes (quants.yaml `low_bit`) lose enough quality that a bigger model squeezed into
+    # them ranks after every plan at a normal precision.
+    return plan.low_bit
 
 
 def _tps(plan: Plan) -> float:
     return plan.speed.expected if plan.speed else 0.0
 
 
+def _made(plan: Plan) -> bool:
+    # A file that must be converted and quantized first ranks below an otherwise equal one that
+    # downloads (or is already on disk); it still counts as a plan: can-run answers YES for it.
+    return plan.artifact.source == "convert"
+
+
 def plan_key(plan: Plan) -> tuple:
-    """THE ranking: interactive plans first; then model quality; then how well it runs here
+    """THE ranking: interactive plans first; then plans at a normal precision before low-bit ones;
+    then model quality; then how well it runs here
     (one GPU / unified, several GPUs, partial offload, CPU); then quantization quality;
-    then speed; then memory headroom; then a stable tie-breaker (id, runtime preference, quant)."""
-    return (not plan.interactive, -round(plan.quality, 1), PLACEMENT_ORDER[plan.placement.kind],
-            -round(_quant_tier(plan), 2), -round(_tps(plan), 1), -round(plan.placement.headroom, 3),
+    then a downloadable file before one to make; then speed; then memory headroom; then a stable
+    tie-breaker (id, runtime preference, quant)."""
+    return (not plan.interactive, _low_bit(plan), -round(plan.quality, 1), PLACEMENT_ORDER[plan.placement.kind],
+            -round(_quant_tier(plan), 2), _made(plan), -round(_tps(plan), 1), -round(plan.placement.headroom, 3),
             plan.model.id, plan.runtime.rank, plan.runtime.id, plan.quant)
 
 
 def best_per_model_key(plan: Plan) -> tuple:
-    """Within one model: usable first, best placement; then the best quantization among usable
-    plans, but the fastest among plans too slow to use; then runtime preference."""
+    """Within one model: usable first, then a normal precision before a low-bit one, best placement; then the best quantization among usable
+    plans, but the fastest among plans too slow to use; then a file to download before one to
+    make; then runtime preference."""
     tier, tps = -round(_quant_tier(plan), 2), -round(_tps(plan), 1)
-    return (not plan.interactive, PLACEMENT_ORDER[plan.placement.kind],
-            (tier, tps) if plan.interactive else (tps, tier), plan.runtime.rank, plan.runtime.id, plan.quant)
+    return (not plan.interactive, _low_bit(plan), PLACEMENT_ORDER[plan.placement.kind],
+            (tier, tps) if plan.interactive else (tps, tier), _made(plan), plan.runtime.rank, plan.runtime.id,
+            plan.quant)
 
 
 # ---------------------------------------------------------------- planning
 
 
-def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = False) -> Result:
+def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = False,
+         best_only: bool = False) -> Result:
+    """Every fitting model x quantization x runtime plan, sorted by `plan_key`.
+
+    `best_only`: evaluate only what can be a model's best plan (for `one_per_model`), see
+    `_search_best`; `plan --all`, `--explain` and `can-run` evaluate every candidate.
+    """
     constants = cat.constants
     context = request.context or int(constants["default_context"])
     rejected: list[dict] = []
     excluded: dict[str, list[str]] = {}
+    for q in request.quants:
+        if q.upper() not in cat.quants:
+            import difflib
+
+            close = difflib.get_close_matches(q.upper(), sorted(cat.quants), n=3, cutoff=0.5)
+            raise UsageError(f"unknown quantization {q!r}",
+                             hint=f"did you mean {', '.join(close)}?" if close else "known: " + ", ".join(cat.quants))
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
+    capacity = sum(g.memory_total_bytes for g in machine.gpus) + machine.memory.total_bytes
     plans: list[Plan] = []
     for model in cat.models:
         if request.models and model.id not in request.models:
@@ -203,26 +237,106 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
         if request.use_cases and not set(request.use_cases) & set(model.use_cases):
             continue
         for runtime in runtimes:
+            options = []  # (quantization, its file, fidelity bits, weight bytes) of every candidate that exists
             for qid in runtime.quants:
-                if request.quants and qid.upper() not in request.quants:
+                quant = cat.quants.get(qid.upper())
+                if quant is None or not (qid.upper() in request.quants if request.quants else quant.candidate) \
+                        or (quant.moe_only and not model.is_moe):
                     continue
-                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type)
-                if out is None:
-                    continue
+                if _can_get(model, quant, runtime, machine.os.system):
+                    options.append((quant, None, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0))))
+
+            def evaluate(option, model=model, runtime=runtime, seen={}):  # noqa: B006 - a per-loop memo
+                key = (model.id, runtime.id, option[0].id)
+                if key in seen:
+                    return seen[key]
+                out = candidate(cat, machine, model, option[0].id, runtime, context, request.kv_cache_type,
+                                art=option[1])
                 if isinstance(out, str):
                     if explain:
-                        rejected.append({"model": model.id, "quant": qid, "runtime": runtime.id, "reason": out})
-                    continue
-                if request.min_tps is not None and (out.speed is None or out.speed.expected < request.min_tps):
+                        rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
+                                         "reason": out})
+                    out = None
+                elif out is not None and request.min_tps is not None and (
+                        out.speed is None or out.speed.expected < request.min_tps):
                     if explain:
                         got = f"{out.speed.expected:.1f}" if out.speed else "unknown"
-                        rejected.append({"model": model.id, "quant": qid, "runtime": runtime.id,
+                        rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
                                          "reason": f"{got} tokens/s expected, below --min-tps {request.min_tps:g}"})
-                    continue
-                plans.append(out)
+                    out = None
+                if out is not None:
+                    plans.append(out)
+                seen[key] = out
+                return out
+
+            if not best_only:
+                for option in options:
+                    evaluate(option)
+                continue
+            # Largest file first; weights that exceed every byte of the machine never fit.
+            options = sorted((o for o in options if o[3] <= capacity), key=lambda o: (-o[3], o[0].id))
+            if not _search_best([o for o in options if not o[0].low_bit], evaluate):
+                _search_best([o for o in options if o[0].low_bit], evaluate)
     plans.sort(key=plan_key)
     rejected.sort(key=lambda r: (r["model"], r["runtime"], r["quant"] or ""))
     return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context)
+
+
+def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> tuple[float, int]:
+    """(fidelity bits, weight bytes) of this quantization in the runtime's first format."""
+    fmts = memory.carrying_formats(quant, runtime)
+    if not fmts:
+        return 0.0, 0
+    w = memory.weights(model, quant, fmts[0], cat)
+    return w.fidelity_bits, w.total_bytes
+
+
+def _search_best(options: list, evaluate) -> bool:
+    """Evaluate, among `options` (one model and runtime, largest file first), the candidates that
+    can be the best by `best_per_model_key`; True when one is interactive.
+
+    Assumes what holds for one model and runtime: a smaller file never gets a worse placement or
+    a lower speed. So the smallest file is the best of the group unless it is interactive; then
+    the best are the most faithful of the files with its placement that stay interactive, found
+    by bisection (a handful of evaluations instead of one per quantization).
+    """
+    if not options:
+        return False
+
+    def good(p, kind) -> bool:
+        return p is not None and p.interactive and PLACEMENT_ORDER[p.placement.kind] == kind
+
+    def ties(group: list) -> None:
+        top = max(round(o[2], 2) for o in group)
+        for o in group:
+            if round(o[2], 2) == top:
+                evaluate(o)
+
+    first = evaluate(options[0])
+    if good(first, 0):
+        ties(options)
+        return True
+    last = evaluate(options[-1])
+    if last is None:
+        return False  # nothing fits
+    if not last.interactive:
+        # The smallest file is the fastest and best placed: the best of the group, with any larger
+        # file of the same placement and (rounded) speed, which then wins on fidelity.
+        for o in reversed(options[:-1]):
+            p = evaluate(o)
+            if p is None or p.placement.kind != last.placement.kind or round(_tps(p), 1) != round(_tps(last), 1):
+                break
+        return False
+    kind = PLACEMENT_ORDER[last.placement.kind]
+    lo, hi = 0, len(options) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if good(evaluate(options[mid]), kind):
+            hi = mid
+        else:
+            lo = mid + 1
+    ties(options[lo:])
+    return True
 
 
 def one_per_model(plans: list[Plan]) -> list[Plan]:
@@ -271,16 +385,87 @@ def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list |
     return out
 
 
+def artifact_for(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> Artifact | None:
+    """Where the runtime's file for this model and quantization comes from, or None.
+
+    1. a catalogued artifact in one of the runtime's formats (source "catalog");
+    2. Ollama without a library tag: a catalogued single-file GGUF through `hf.co/{repo}:{quant}`
+       (huggingface.co/docs/hub/ollama; split GGUFs are not served that way);
+    3. a GGUF the runtime can load from a path (its launch has a `local` form): made with
+       llama.cpp's converter and quantizer (source "convert", steps from planner/convert.py).
+    Other formats (AWQ, GPTQ, FP8, MLX) need a catalogued repository.
+    """
+    fmts, _ = _routes(quant, runtime, system)
+    index = _artifact_index(model)
+    for fmt in fmts:
+        art = index.get((fmt, quant.id.upper()))
+        if art is not None:
+            return art
+    gguf_like = [f for f in fmts if f in ("gguf", "ollama")]
+    if not gguf_like:
+        return None
+    fmt = gguf_like[0]
+    hub = index.get(("gguf", quant.id.upper()))
+    if fmt == "ollama" and hub is not None and hub.file and "-00001-of-" not in hub.file:
+        return Artifact(format="ollama", quant=quant.id, repo=hub.repo, file=hub.file, size_bytes=hub.size_bytes,
+                        tag=f"hf.co/{hub.repo}:{quant.id}")
+    if "local" not in runtime.launch:
+        return None
+    return Artifact(format=fmt, quant=quant.id, repo=model.hf_repo, source="convert",
+                    path=convert.output_file(model.id, quant.id))
+
+
+_ROUTES: dict[tuple, tuple[list[str], bool]] = {}
+
+
+def _routes(quant: QuantSpec, runtime: RuntimeSpec, system: str) -> tuple[list[str], bool]:
+    """The runtime's formats for this quantization on this OS, and whether a GGUF can be made for it."""
+    key = (quant.id, runtime.id, system, id(runtime))
+    hit = _ROUTES.get(key)
+    if hit is None:
+        fmts = [f for f in memory.carrying_formats(quant, runtime) if system in runtime.format_os.get(f, (system,))]
+        hit = _ROUTES[key] = (fmts, any(f in ("gguf", "ollama") for f in fmts) and "local" in runtime.launch)
+    return hit
+
+
+def _can_get(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
+    """artifact_for(...) is not None, without building the artifact."""
+    fmts, makeable = _routes(quant, runtime, system)
+    if makeable:
+        return True
+    index = _artifact_index(model)
+    q = quant.id.upper()
+    if any((f, q) in index for f in fmts):
+        return True
+    hub = index.get(("gguf", q))
+    return "ollama" in fmts and hub is not None and bool(hub.file) and "-00001-of-" not in hub.file
+
+
+_INDEX: dict[int, tuple[ModelSpec, dict]] = {}
+
+
+def _artifact_index(model: ModelSpec) -> dict[tuple[str, str], Artifact]:
+    """(format, QUANT) -> the model's first catalogued artifact, as ModelSpec.artifact finds it."""
+    hit = _INDEX.get(id(model))
+    if hit is None or hit[0] is not model:
+        index: dict[tuple[str, str], Artifact] = {}
+        for a in model.artifacts:
+            index.setdefault((a.format, a.quant.upper()), a)
+        hit = _INDEX[id(model)] = (model, index)
+    return hit[1]
+
+
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
-              kv_cache_type: str | None) -> Plan | str | None:
-    """A plan, a rejection reason, or None when the combination doesn't exist (no artifact)."""
+              kv_cache_type: str | None, *, art: Artifact | None = None) -> Plan | str | None:
+    """A plan, a rejection reason, or None when the combination doesn't exist (no file to get or make)."""
     quant = cat.quants.get(qid.upper())
-    if quant is None:
+    if quant is None or (quant.moe_only and not model.is_moe):
         return None
-    fmt = memory.artifact_format(model, quant, runtime)
-    if fmt is None or machine.os.system not in runtime.format_os.get(fmt, (machine.os.system,)):
+    art = art or artifact_for(model, quant, runtime, machine.os.system)
+    if art is None:
         return None
-    art = model.artifact(fmt, quant.id)
+    if art.source == "convert" and not art.steps:
+        art = replace(art, steps=tuple(tuple(step) for step in convert.steps(model, quant)))
     limit = model.context_length_extended or model.context_length
     if context > limit:
         return f"context {context} exceeds the model's {limit} tokens"
@@ -311,10 +496,15 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes.append(runtime.speed["note"])
     lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv)
     notes += list(lnch.notes)
+    if art.source == "convert":
+        notes += convert.notes(model, quant)
+    if quant.low_bit:
+        notes.append(f"{quant.id} is a low-bit quantization: expect a clear quality loss (ranked after "
+                     f"plans at 3.5+ bits)")
     q, estimated = quality(model, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
                 speed=spd, launch=lnch, quality=q, quality_estimated=estimated, interactive=interactive,
-                notes=tuple(notes))
+                notes=tuple(notes), low_bit=quant.low_bit)
 
 
 # ---------------------------------------------------------------- can-run: what would change the answer
@@ -326,7 +516,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     base = replace(request, models=(model.id,))
 
     def usable(m: Machine, req: Request) -> Plan | None:
-        res = plan(cat, m, req)
+        res = plan(cat, m, req, best_only=True)
         good = [p for p in res.plans if p.interactive]
         return one_per_model(good)[0] if good else None
 
@@ -334,7 +524,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     if best is not None:
         return []
     # 1. a smaller quantization than the catalog's files (community GGUF repos publish them)
-    smaller = _smaller_quant(cat, machine, model, context)
+    smaller = _smaller_quant(cat, machine, model, base)
     if smaller:
         out.append(smaller)
     # 2. a shorter context
@@ -365,13 +555,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     if need:
         out.append(need)
     # 6. more RAM, where partial offload could then hold it (slowly)
-    if machine.gpus and not machine.gpus[0].unified_memory and not plan(cat, machine, base).plans:
+    if machine.gpus and not machine.gpus[0].unified_memory and not plan(cat, machine, base, best_only=True).plans:
         for gib in (32, 64, 128, 256, 512, 1024):
             ram = gib << 30
             if ram <= machine.memory.usable_bytes:
                 continue
             m2 = replace(machine, memory=replace(machine.memory, total_bytes=ram, available_bytes=ram, limit_bytes=None))
-            res = plan(cat, m2, base)
+            res = plan(cat, m2, base, best_only=True)
             if res.plans:
                 p = one_per_model(res.plans)[0]
                 pace = f"~{p.speed.expected:.1f} tokens/s" if p.speed else "speed unknown"
@@ -381,34 +571,28 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     return out
 
 
-def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int) -> str | None:
-    """The largest llama.cpp quantization below the catalogued ones that gives an interactive plan."""
-    rt = next((r for r in cat.runtimes if r.id == "llama.cpp"), None)
-    if rt is None or fit.runtime_on_machine(machine, rt):
+def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, request: Request) -> str | None:
+    """With --quant given: the most faithful GGUF quantization whose file is smaller than every
+    asked one and that gives an interactive plan (without --quant every one was already tried)."""
+    if not request.quants:
         return None
-    have = [cat.quants[q.upper()] for q in model.quants() if q.upper() in cat.quants and "gguf" in cat.quants[q.upper()].formats]
-    if not have:
+    sizes = {}
+    for q in cat.quants.values():
+        if q.gguf and q.candidate and not (q.moe_only and not model.is_moe):
+            w = memory.weights(model, q, "gguf", cat)
+            sizes[q.id] = (w.total_bytes, w.fidelity_bits, q)
+    asked = [sizes[q][0] for q in sizes if q.upper() in request.quants]
+    if not asked:
         return None
-    ladder = sorted((q for q in cat.quants.values() if q.gguf and q.id in rt.quants and q.id != "MXFP4"),
-                    key=lambda q: -q.bpw("default"))
-    smallest = min(q.bpw("default") for q in have)
-    threshold = float(cat.constants["interactive_tokens_per_s"])
-    for q in ladder:
-        if q.bpw("default") >= smallest:
-            continue
-        gpus, _ = fit.runtime_gpus(machine, rt, q)
-        try:
-            est = memory.estimate(model, q.id, rt, cat, context=context, gpu=bool(gpus))
-            cpu = memory.estimate(model, q.id, rt, cat, context=context, gpu=False)
-        except PlannerError:
-            continue
-        placed = fit.place(est, cpu, model, machine, rt, q, cat)
-        if isinstance(placed, fit.Rejection):
-            continue
-        spd = speed.estimate_speed(cpu if placed.kind == "cpu" else est, model, placed, machine, rt, cat)
-        if spd is not None and spd.expected >= threshold:
-            return (f"a smaller quantization: {q.id} ({placed.required_bytes / 2**30:.1f} GiB, {placed.kind}, "
-                    f"~{spd.expected:.0f} tokens/s; not in the catalog: check that a GGUF repo publishes it)")
+    ladder = sorted((v for v in sizes.values() if v[0] < min(asked)), key=lambda v: (v[2].low_bit, -v[1], v[0]))
+    for size, _, q in ladder:
+        res = plan(cat, machine, replace(request, quants=(q.id.upper(),)), best_only=True)
+        good = [p for p in res.plans if p.interactive]
+        if good:
+            p = one_per_model(good)[0]
+            where = "a published file" if p.artifact.source == "catalog" else "a file to convert"
+            return (f"a smaller quantization: {q.id} ({size / 2**30:.1f} GiB of weights, {p.placement.kind} on "
+                    f"{p.runtime.id}, ~{p.speed.expected if p.speed else 0:.0f} tokens/s; {where})")
     return None
 
 
@@ -419,7 +603,8 @@ def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: in
             continue
         for qid in rt.quants:
             q = cat.quants.get(qid.upper())
-            if q is None or memory.artifact_format(model, q, rt) is None:
+            if q is None or q.low_bit or not q.candidate or (q.moe_only and not model.is_moe) \
+                    or artifact_for(model, q, rt, machine.os.system) is None:
                 continue
             try:
                 est = memory.estimate(model, q.id, rt, cat, context=min(context, model.context_length),
