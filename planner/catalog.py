@@ -569,7 +569,14 @@ def _quant(raw: Any, where: str, ggml_bits: dict[str, float]) -> QuantSpec:
 
 
 def data_dir() -> Path:
-    """The shipped data: inside the installed package, or the checkout's top-level data/."""
+    """The shipped data: inside the installed package, or the checkout's top-level data/.
+
+    $PLAN_DEPLOY_DATA_DIR points at another directory with the same five files (benchmarks, tests)."""
+    import os
+
+    override = os.environ.get("PLAN_DEPLOY_DATA_DIR")
+    if override:
+        return Path(override)
     here = Path(__file__).resolve().parent
     for candidate in (here / "data", here.parent / "data"):
         if (candidate / "models.yaml").is_file():

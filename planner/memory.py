@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .catalog import Architecture, Catalog, ModelSpec, QuantSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
@@ -260,8 +261,10 @@ def _plain_weight_bits(quant: QuantSpec, arch: Architecture) -> dict[str, float]
     return _sum_bits(rows)
 
 
-@dataclass(frozen=True, slots=True)
-class Weights:
+class Weights(NamedTuple):
+    """Weight bytes of one model in one quantization and format (a tuple: cheap to store in the
+    compiled catalog)."""
+
     total_bytes: int
     per_layer_bytes: int  # repeating layers, for layer-wise placement
     non_layer_bytes: int  # embeddings, output head, final norm (+ vision tower)
@@ -275,11 +278,19 @@ def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
     """Weight bytes: the real artifact's size when the catalog has it, else bits per tensor class.
 
     Memoized in `catalog.memo` (stored with the compiled catalog, see `warm`)."""
-    key = (model.id, model.arch, model.gguf_tensor_types, quant.id, _fmt_key(fmt), use_artifact)
-    memo = catalog.memo.setdefault("weights", {})
+    per_model = catalog.memo.setdefault("weights", {})
+    slot = per_model.get(model.id)
+    if slot is None or (slot[0] is not model and slot[0] != model):  # another model of that id: start over
+        slot = per_model[model.id] = (model, {})
+    memo = slot[1]
+    key = (quant.id, _fmt_key(fmt), use_artifact)
     hit = memo.get(key)
     if hit is None:
-        hit = memo[key] = _weights(model, quant, fmt, catalog, use_artifact)
+        if use_artifact and _sized_artifact(model, fmt, quant.id) is None:
+            hit = weights(model, quant, fmt, catalog, use_artifact=False)  # the same answer, stored once
+        else:
+            hit = _weights(model, quant, fmt, catalog, use_artifact)
+        memo[key] = hit
     return hit
 
 
