@@ -32,3 +32,16 @@ def test_only_the_cli_imports_click_and_library_code_does_not_print():
         calls = [n for n in ast.walk(ast.parse(path.read_text()))
                  if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
         assert not calls, path.name
+
+
+def test_the_planning_path_imports_no_heavy_library_at_module_level():
+    heavy = {"numpy", "gguf", "huggingface_hub", "httpx", "xllamacpp", "requests", "platformdirs"}
+    for name in ("catalog.py", "catalog_cache.py", "convert.py", "memory.py", "recommend.py", "launch.py"):
+        tree = ast.parse((PLANNER / name).read_text())
+        top = set()
+        for node in tree.body:  # module level only: imports inside functions are fine
+            if isinstance(node, ast.Import):
+                top |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                top.add(node.module.split(".")[0])
+        assert not top & heavy, (name, top & heavy)
