@@ -17,7 +17,6 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,6 +88,8 @@ def _read(path: Path, k: str, kind: type) -> Any:
 
 def _write(path: Path, k: str, value: Any) -> None:
     """Atomically replace the cache file; a read-only or full disk only costs the speed-up."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=_SUFFIX)
