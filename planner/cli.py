@@ -216,8 +216,8 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
             why_not.append(f"{m.id} is left out by --licence {licence}: {next(iter(res.licence_excluded))}")
         if not best:
             seen = set()
-            for r in res.rejected:
-                key = (r["runtime"], r["reason"])
+            for r in res.rejected:  # one reason per runtime: its smallest file's (closest to fitting)
+                key = r["runtime"]
                 if key not in seen and r["model"] in (m.id, "*"):
                     seen.add(key)
                     why_not.append(f"{r['runtime']}" + (f" {r['quant']}" if r["quant"] else "") + f": {r['reason']}")

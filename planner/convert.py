@@ -3,12 +3,13 @@
 The commands and flags are llama.cpp's own:
   - `hf download REPO --local-dir DIR` (huggingface_hub's CLI);
   - `python convert_hf_to_gguf.py DIR --outfile FILE --outtype f32|f16|bf16|q8_0|tq1_0|tq2_0`
-    (ggml-org/llama.cpp convert_hf_to_gguf.py, its argparse choices);
+    (ggml-org/llama.cpp convert_hf_to_gguf.py @a458664fc83b, its argparse choices);
   - `llama-imatrix -m FILE -f calibration.txt -o imatrix.gguf`, needed before the types that
     llama-quantize refuses without an importance matrix (IQ1_*, IQ2_*, IQ3_XXS/XS, Q2_K_S)
     (ggml-org/llama.cpp tools/imatrix/README.md, src/llama-quant.cpp tensor_requires_imatrix);
   - `llama-quantize [--imatrix F] [--tensor-type PATTERN=TYPE] IN OUT TYPE`
-    (ggml-org/llama.cpp tools/quantize/README.md).
+    (ggml-org/llama.cpp tools/quantize/README.md @311c2c9f0ebd, quantize.cpp @03161a4eb9a2 for the
+    type names, MXFP4_MOE among them).
 """
 
 from __future__ import annotations

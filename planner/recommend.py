@@ -278,8 +278,19 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
             if not _search_best([o for o in options if not o[0].low_bit], evaluate):
                 _search_best([o for o in options if o[0].low_bit], evaluate)
     plans.sort(key=plan_key)
-    rejected.sort(key=lambda r: (r["model"], r["runtime"], r["quant"] or ""))
+    # Per model and runtime, the smallest file first: its reason is the one closest to fitting.
+    rejected.sort(key=lambda r: (r["model"], r["runtime"], _rejected_size(cat, r), r["quant"] or ""))
     return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context)
+
+
+def _rejected_size(cat: Catalog, r: dict) -> int:
+    q = cat.quants.get((r["quant"] or "").upper())
+    if q is None or r["model"] == "*":
+        return 0
+    try:
+        return memory.weights(cat.model(r["model"]), q, (q.formats or ("gguf",))[0], cat).total_bytes
+    except KeyError:
+        return 0
 
 
 def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> tuple[float, int]:
