@@ -237,21 +237,22 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
         if request.use_cases and not set(request.use_cases) & set(model.use_cases):
             continue
         for runtime in runtimes:
-            options = []  # (quantization, its file, fidelity bits, weight bytes) of every candidate that exists
+            options = []  # (quantization, fidelity bits, weight bytes) of every candidate with a file to get or make
             for qid in runtime.quants:
                 quant = cat.quants.get(qid.upper())
                 if quant is None or not (qid.upper() in request.quants if request.quants else quant.candidate) \
                         or (quant.moe_only and not model.is_moe):
                     continue
                 if _can_get(model, quant, runtime, machine.os.system):
-                    options.append((quant, None, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0))))
+                    options.append((quant, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0))))
+            seen: dict[str, Plan | None] = {}
 
-            def evaluate(option, model=model, runtime=runtime, seen={}):  # noqa: B006 - a per-loop memo
-                key = (model.id, runtime.id, option[0].id)
+            def evaluate(option, model=model, runtime=runtime, seen=seen) -> Plan | None:
+                """The option's plan (kept in `plans`), or None (rejected: kept in `rejected`)."""
+                key = option[0].id
                 if key in seen:
                     return seen[key]
-                out = candidate(cat, machine, model, option[0].id, runtime, context, request.kv_cache_type,
-                                art=option[1])
+                out = candidate(cat, machine, model, key, runtime, context, request.kv_cache_type)
                 if isinstance(out, str):
                     if explain:
                         rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
@@ -274,7 +275,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                     evaluate(option)
                 continue
             # Largest file first; weights that exceed every byte of the machine never fit.
-            options = sorted((o for o in options if o[3] <= capacity), key=lambda o: (-o[3], o[0].id))
+            options = sorted((o for o in options if o[2] <= capacity), key=lambda o: (-o[2], o[0].id))
             if not _search_best([o for o in options if not o[0].low_bit], evaluate):
                 _search_best([o for o in options if o[0].low_bit], evaluate)
     plans.sort(key=plan_key)
@@ -303,7 +304,8 @@ def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec
 
 
 def _search_best(options: list, evaluate) -> bool:
-    """Evaluate, among `options` (one model and runtime, largest file first), the candidates that
+    """Evaluate, among `options` ((quantization, fidelity bits, weight bytes) of one model and runtime,
+    largest file first), the candidates that
     can be the best by `best_per_model_key`; True when one is interactive.
 
     Assumes what holds for one model and runtime: a smaller file never gets a worse placement or
@@ -318,9 +320,9 @@ def _search_best(options: list, evaluate) -> bool:
         return p is not None and p.interactive and PLACEMENT_ORDER[p.placement.kind] == kind
 
     def ties(group: list) -> None:
-        top = max(round(o[2], 2) for o in group)
+        top = max(round(o[1], 2) for o in group)
         for o in group:
-            if round(o[2], 2) == top:
+            if round(o[1], 2) == top:
                 evaluate(o)
 
     first = evaluate(options[0])
