@@ -428,17 +428,18 @@ def artifact_for(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, syste
                     path=convert.output_file(model.id, quant.id))
 
 
-_ROUTES: dict[tuple, tuple[list[str], bool]] = {}
+_ROUTES: dict[tuple, tuple] = {}
 
 
 def _routes(quant: QuantSpec, runtime: RuntimeSpec, system: str) -> tuple[list[str], bool]:
     """The runtime's formats for this quantization on this OS, and whether a GGUF can be made for it."""
-    key = (quant.id, runtime.id, system, id(runtime))
+    key = (id(quant), id(runtime), system)
     hit = _ROUTES.get(key)
-    if hit is None:
+    if hit is None or hit[0] is not quant or hit[1] is not runtime:  # memo per object, never a stale one
         fmts = [f for f in memory.carrying_formats(quant, runtime) if system in runtime.format_os.get(f, (system,))]
-        hit = _ROUTES[key] = (fmts, any(f in ("gguf", "ollama") for f in fmts) and "local" in runtime.launch)
-    return hit
+        hit = _ROUTES[key] = (quant, runtime, fmts,
+                              any(f in ("gguf", "ollama") for f in fmts) and "local" in runtime.launch)
+    return hit[2], hit[3]
 
 
 def _can_get(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
