@@ -1,8 +1,9 @@
 """The validated catalog, compiled once and kept as a pickle in the user cache directory.
 
 Validating the YAML catalogs costs tens of milliseconds on every run; the pickle loads in a few.
-The cache file's name is a hash of the package version, the Python version and the bytes of every
-data file, so an edited data file or another release never reads a stale catalog. A missing,
+The cache file's name is a hash of the package version, the Python version, the bytes of every
+data file and of the modules that build it, so an edited data file, an edited checkout or another
+release never reads a stale catalog. A missing,
 unreadable or corrupt file is rebuilt from the YAML; writes go to a temporary file renamed into
 place, so a reader never sees half a file. Nothing here changes what `catalog.load()` returns.
 
@@ -23,6 +24,9 @@ from typing import Any, Callable
 from . import __version__
 
 DATA_FILES = ("models.yaml", "runtimes.yaml", "gpus.yaml", "quants.yaml", "constants.yaml")
+# The modules whose code shapes what is stored (validation, the weight table): an edited checkout
+# never reads what an older version of them compiled.
+CODE_FILES = ("catalog.py", "memory.py", "catalog_cache.py")
 _PREFIX = "catalog-"
 _SUFFIX = ".pickle"
 
@@ -42,8 +46,15 @@ def cache_dir() -> Path:
 
 
 def key(directory: Path) -> str | None:
-    """Hash of the package version, Python version and every data file's bytes (None: a file is missing)."""
+    """Hash of the package version, Python version, every data file's bytes and the code files
+    that build the catalog (None: a data file is missing)."""
     h = hashlib.sha256(f"{__version__}|{sys.version_info[:3]}|{pickle.HIGHEST_PROTOCOL}".encode())
+    here = Path(__file__).resolve().parent
+    for name in CODE_FILES:
+        try:
+            h.update((here / name).read_bytes())
+        except OSError:
+            h.update(name.encode())  # byte-code-only install: the package version stands for the code
     for name in DATA_FILES:
         try:
             data = (directory / name).read_bytes()

@@ -99,3 +99,14 @@ def test_the_key_covers_every_data_file(data):
         assert catalog_cache.key(d) != before, name
         path.write_text(text)
     assert catalog_cache.key(d) == before
+
+
+def test_the_key_covers_the_code_that_builds_the_catalog(data, monkeypatch, tmp_path):
+    d, _ = data
+    before = catalog_cache.key(d)
+    fake = tmp_path / "pkg"
+    fake.mkdir()
+    for name in catalog_cache.CODE_FILES:
+        (fake / name).write_text("# another version of this module\n")
+    monkeypatch.setattr(catalog_cache, "__file__", str(fake / "catalog_cache.py"))
+    assert catalog_cache.key(d) != before
