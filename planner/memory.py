@@ -514,6 +514,13 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
         weights_read_bytes=w.read_bytes, weights_fidelity_bits=w.fidelity_bits, notes=tuple(notes))
 
 
+def on_cpu(est: MemoryEstimate, model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog) -> MemoryEstimate:
+    """The same estimate without device-only costs: what `estimate(..., gpu=False)` returns."""
+    from dataclasses import replace
+
+    return replace(est, overhead_bytes=_overhead(model, runtime, catalog, est.context, est.batch, False))
+
+
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
               gpu: bool) -> int:
     mem = runtime.memory

@@ -489,8 +489,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     gpus, _ = fit.runtime_gpus(machine, runtime, quant)
     try:
         est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus))
-        cpu_est = est if not gpus else memory.estimate(model, quant.id, runtime, cat, context=context,
-                                                       kv_cache_type=kv, gpu=False)
+        cpu_est = est if not gpus else memory.on_cpu(est, model, runtime, cat)
     except PlannerError as e:
         return e.message
     placed = fit.place(est, cpu_est, model, machine, runtime, quant, cat)

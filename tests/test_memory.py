@@ -211,3 +211,11 @@ def test_a_longer_context_never_needs_less(mid, a, b, rt):
     bits = next(iter(runtime.kv_cache_types.values()))
     kw = dict(sliding_window_cache=runtime.sliding_window_cache, mla_cache=runtime.mla_cache)
     assert memory.kv_cache(m.arch, a, 1, bits, **kw) <= memory.kv_cache(m.arch, b, 1, bits, **kw)
+
+
+def test_on_cpu_equals_an_estimate_without_a_gpu(cat):
+    for mid, q, rt in (("llama-3.1-8b", "Q4_K_M", "llama.cpp"), ("qwen2.5-7b", "BF16", "transformers"),
+                       ("gpt-oss-20b", "MXFP4", "vllm"), ("gemma-2-9b", "IQ2_M", "ollama")):
+        m, r = cat.model(mid), cat.runtime(rt)
+        gpu = memory.estimate(m, q, r, cat, context=4096)
+        assert memory.on_cpu(gpu, m, r, cat) == memory.estimate(m, q, r, cat, context=4096, gpu=False)
