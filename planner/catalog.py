@@ -19,6 +19,13 @@ PERMISSIVE_LICENCES = ("apache-2.0", "mit", "bsd-3-clause")
 ATTENTION_KINDS = ("full", "sliding", "chunked", "mla")
 ARTIFACT_FORMATS = ("gguf", "ollama", "safetensors", "awq", "gptq", "mlx")
 GPU_KINDS = ("desktop", "laptop", "datacenter", "apple", "workstation", "embedded", "apu")
+# Where a plan's file comes from: a catalogued repo/tag, a file on this disk, or one to make.
+ARTIFACT_SOURCES = ("catalog", "local", "hub", "convert")
+# Layer rules of llama.cpp's quantization recipes (see data/quants.yaml, planner/memory.py).
+GGUF_RULES = ("more_bits", "first_eighth", "first_sixteenth", "first_two", "first_four", "middle")
+# GGUF tensor classes a model may pin to one ggml type in every GGUF file (gguf_tensor_types).
+GGUF_TENSOR_CLASSES = ("embed", "output", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                       "ffn_down", "other", "experts")
 USE_CASES = ("chat", "code", "reasoning", "multilingual", "long-context", "edge", "vision")
 
 
@@ -204,6 +211,12 @@ class Licence:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Artifact:
+    """A model file in one format and quantization, and where it comes from.
+
+    `source`: "catalog" (a listed repo or tag), "local" (a file on this disk, at `path`) or
+    "convert" (no published file known: `steps` make `path` from the model's Hugging Face repo).
+    """
+
     format: str
     quant: str
     repo: str | None = None
@@ -211,12 +224,18 @@ class Artifact:
     size_bytes: int | None = None
     tag: str | None = None
     source: str = "catalog"  # catalog (a listed repo/tag) | local (a file on this disk) | hub | convert
-    path: str | None = None  # the local file or directory, for source "local"
+    path: str | None = None
+    steps: tuple[tuple[str, ...], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        # "source" is written only when it is not the catalog, so catalog plans read as before
-        return {k: getattr(self, k) for k in Artifact.__slots__
-                if getattr(self, k) is not None and not (k == "source" and self.source == "catalog")}
+        d: dict[str, Any] = {k: getattr(self, k) for k in ("format", "quant", "repo", "file", "size_bytes", "tag")
+                             if getattr(self, k) is not None}
+        d["source"] = self.source
+        if self.path is not None:
+            d["path"] = self.path
+        if self.steps:
+            d["steps"] = [list(s) for s in self.steps]
+        return d
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +267,9 @@ class ModelSpec:
     use_cases: tuple[str, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
     unsourced: tuple[str, ...] = ()
+    # Tensor class -> ggml type kept in every GGUF of this model whatever its quantization
+    # (gpt-oss: experts stay MXFP4), from the published files.
+    gguf_tensor_types: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_moe(self) -> bool:
@@ -299,8 +321,15 @@ class QuantSpec:
     bits: dict[str, float]  # tensor class -> bits per weight: attn, ffn, embed, output, norm, default
     kind: str = "weight"  # weight | native (the model's own precision)
     min_compute_capability: str | None = None
-    gguf: dict[str, Any] = field(default_factory=dict)  # tensor class -> ggml type or [base, rule, upgrade]
-    moe8: dict[str, str] = field(default_factory=dict)  # overrides for 8-expert models
+    gguf: dict[str, Any] = field(default_factory=dict)  # tensor class -> ggml type or [base, rule, other]
+    gqa4: dict[str, Any] = field(default_factory=dict)  # overrides when attention/KV heads >= 4
+    many_experts: dict[str, Any] = field(default_factory=dict)  # overrides for models with >= 4 experts
+    moe8: dict[str, Any] = field(default_factory=dict)  # overrides for 8-expert models
+    imatrix: bool = False  # llama-quantize refuses this type without an importance matrix
+    quantize_type: str | None = None  # llama-quantize's name when it differs from the id
+    candidate: bool = True  # proposed by `plan` unasked (False: only with --quant)
+    moe_only: bool = False  # differs from another recipe only on MoE experts: dense models skip it
+    low_bit: bool = False  # clear quality loss: ranked after plans at a normal precision
     sources: tuple[str, ...] = ()
 
     def bpw(self, tensor_class: str) -> float:
@@ -399,6 +428,9 @@ class Catalog:
     gpus: tuple[GpuSpec, ...]
     quants: dict[str, QuantSpec]
     constants: dict[str, Any]
+    # Results derived from the data alone (memory.weights per model x quantization x format),
+    # filled by memory.warm() before the compiled catalog is stored, and lazily otherwise.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def model(self, model_id: str) -> ModelSpec:
         for m in self.models:
@@ -566,6 +598,11 @@ def _model(raw: Any, where: str) -> ModelSpec:
         if art.format != "ollama" and not art.repo:
             raise CatalogError(f"{ae.where}: a {art.format} artifact needs 'repo'")
         artifacts.append(art)
+    overrides = e.get("gguf_tensor_types", dict, False, {})
+    for k, v in overrides.items():
+        if k not in GGUF_TENSOR_CLASSES or not isinstance(v, str):
+            raise CatalogError(f"{e.where}: gguf_tensor_types: {k!r} must be a tensor class "
+                               f"({', '.join(GGUF_TENSOR_CLASSES)}) mapped to a ggml type name")
     use_cases = e.strings("use_cases")
     for u in use_cases:
         if u not in USE_CASES:
@@ -581,7 +618,8 @@ def _model(raw: Any, where: str) -> ModelSpec:
         context_length=e.positive("context_length"),
         context_length_extended=e.positive("context_length_extended", False),
         arch=arch, licence=licence, quality=quality, use_cases=use_cases, artifacts=tuple(artifacts),
-        sources=sources, unsourced=e.strings("unsourced"))
+        sources=sources, unsourced=e.strings("unsourced"),
+        gguf_tensor_types=tuple(sorted((str(k), str(v)) for k, v in overrides.items())))
     e.done(allowed_extra=("notes",))
     return spec
 
@@ -647,11 +685,14 @@ def _runtime(raw: Any, where: str) -> RuntimeSpec:
     return spec
 
 
-def _quant(raw: Any, where: str) -> QuantSpec:
+def _quant(raw: Any, where: str, ggml_bits: dict[str, float]) -> QuantSpec:
     e = _Entry(raw, where)
     qid = str(e.get("id", (str, int)))
     e.where = f"{where} ({qid})"
-    bits = e.get("bits", dict)
+    gguf = e.get("gguf", dict, False, {})
+    bits = e.get("bits", dict, required=not gguf)
+    if bits is None:
+        bits = {"default": ggml_bits[gguf["default"]]} if gguf.get("default") in ggml_bits else {}
     if "default" not in bits:
         raise CatalogError(f"{e.where}: 'bits' needs a 'default' entry")
     for k, v in bits.items():
@@ -661,7 +702,11 @@ def _quant(raw: Any, where: str) -> QuantSpec:
     spec = QuantSpec(id=qid, formats=e.strings("formats", True), bits={k: float(v) for k, v in bits.items()},
                      kind=e.choice("kind", ("weight", "native"), False, "weight"),
                      min_compute_capability=None if cc is None else str(cc),
-                     gguf=e.get("gguf", dict, False, {}), moe8=e.get("moe8", dict, False, {}),
+                     gguf=gguf, gqa4=e.get("gqa4", dict, False, {}),
+                     many_experts=e.get("many_experts", dict, False, {}), moe8=e.get("moe8", dict, False, {}),
+                     imatrix=e.get("imatrix", bool, False, False), quantize_type=e.get("quantize_type", str, False),
+                     candidate=e.get("candidate", bool, False, True), moe_only=e.get("moe_only", bool, False, False),
+                     low_bit=e.get("low_bit", bool, False, False),
                      sources=e.strings("sources", required=True))
     e.done(allowed_extra=("notes",))
     return spec
@@ -671,7 +716,14 @@ def _quant(raw: Any, where: str) -> QuantSpec:
 
 
 def data_dir() -> Path:
-    """The shipped data: inside the installed package, or the checkout's top-level data/."""
+    """The shipped data: inside the installed package, or the checkout's top-level data/.
+
+    $PLAN_DEPLOY_DATA_DIR points at another directory with the same five files (benchmarks, tests)."""
+    import os
+
+    override = os.environ.get("PLAN_DEPLOY_DATA_DIR")
+    if override:
+        return Path(override)
     here = Path(__file__).resolve().parent
     for candidate in (here / "data", here.parent / "data"):
         if (candidate / "models.yaml").is_file():
@@ -708,7 +760,19 @@ def load(directory: Path | str | None = None) -> Catalog:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(directory: str) -> Catalog:
-    d = Path(directory)
+    from . import catalog_cache
+
+    return catalog_cache.load(Path(directory), _build, Catalog, warm=_warm)
+
+
+def _warm(cat: Catalog) -> None:
+    from . import memory
+
+    memory.warm(cat)
+
+
+def _build(d: Path) -> Catalog:
+    """Read and validate every data file (no cache)."""
     mdoc = _load_yaml(d / "models.yaml")
     models = tuple(_model(m, f"models.yaml: models[{i}]") for i, m in enumerate(_list(mdoc, "models", "models.yaml")))
     rdoc = _load_yaml(d / "runtimes.yaml")
@@ -718,8 +782,9 @@ def _load_cached(directory: str) -> Catalog:
     gpus = tuple(_gpu(g, f"gpus.yaml: gpus[{i}]") for i, g in enumerate(_list(gdoc, "gpus", "gpus.yaml")))
     qdoc = _load_yaml(d / "quants.yaml")
     quants = {}
+    ggml_bits = (qdoc.get("constants") or {}).get("ggml_type_bits", {}) if isinstance(qdoc, dict) else {}
     for i, q in enumerate(_list(qdoc, "quants", "quants.yaml")):
-        spec = _quant(q, f"quants.yaml: quants[{i}]")
+        spec = _quant(q, f"quants.yaml: quants[{i}]", ggml_bits)
         quants[spec.id.upper()] = spec
     constants = dict(qdoc.get("constants", {}) if isinstance(qdoc, dict) else {})
     cdoc = _load_yaml(d / "constants.yaml")
@@ -742,6 +807,19 @@ def _check_unique(cat: Catalog) -> None:
         for a in m.artifacts:
             if a.format != "ollama" and a.quant.upper() not in cat.quants:
                 raise CatalogError(f"models.yaml: {m.id}: artifact quant {a.quant!r} is not in quants.yaml")
+    known = cat.constants.get("ggml_type_bits", {})
+    for q in cat.quants.values():
+        for table in (q.gguf, q.gqa4, q.many_experts, q.moe8):
+            for cls, spec in table.items():
+                names = spec if isinstance(spec, list) else [spec]
+                if any(n not in known for n in names[::2]) or (len(names) > 1 and (
+                        len(names) != 3 or names[1] not in GGUF_RULES)):
+                    raise CatalogError(f"quants.yaml: {q.id}: {cls}: {spec!r} must be a ggml type of "
+                                       f"ggml_type_bits or [TYPE, RULE, TYPE] with a rule of {', '.join(GGUF_RULES)}")
+    for m in cat.models:
+        for cls, t in m.gguf_tensor_types:
+            if t not in known:
+                raise CatalogError(f"models.yaml: {m.id}: gguf_tensor_types.{cls}: unknown ggml type {t!r}")
     ids = [r.id for r in cat.runtimes]
     if len(set(ids)) != len(ids):
         raise CatalogError("runtimes.yaml: duplicate runtime id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from dataclasses import replace
 
@@ -226,7 +227,7 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
     req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps,
                    models=tuple(m.id for m in only))
-    res = recommend.plan(cat, machine, req, explain=explain)
+    res = recommend.plan(cat, machine, req, explain=explain, best_only=not (show_all or explain))
     machine = machine.with_notes(*res.notes)
     plans = res.plans if show_all else recommend.one_per_model(res.plans)
     limit = top if top else (None if show_all else 10)
@@ -295,8 +296,8 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
             why_not.append(f"{m.id} is left out by --licence {licence}: {next(iter(res.licence_excluded))}")
         if not best:
             seen = set()
-            for r in res.rejected:
-                key = (r["runtime"], r["reason"])
+            for r in res.rejected:  # one reason per runtime: its smallest file's (closest to fitting)
+                key = r["runtime"]
                 if key not in seen and r["model"] in (m.id, "*"):
                     seen.add(key)
                     why_not.append(f"{r['runtime']}" + (f" {r['quant']}" if r["quant"] else "") + f": {r['reason']}")
@@ -332,7 +333,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"{m.id}: NO, not at {doc['context']} tokens of context on this machine.")
     elif best.interactive:
         lines.append(f"{m.id}: YES — best: {best.quant} on {best.runtime.id} ({best.placement.kind}), "
-                     f"{_tps(best)}, needs {best.placement.required_bytes / 2**30:.1f} GiB.")
+                     f"{_tps(best)}, needs {best.placement.required_bytes / 2**30:.1f} GiB"
+                     + (" (low-bit: expect a clear quality loss)." if best.low_bit else "."))
     else:
         how = "only through partial CPU offload" if best.placement.kind == "partial-offload" else \
             f"only on the {best.placement.kind}"
@@ -345,6 +347,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
             extra = f", experts of {p.placement.moe_cpu_layers}/{p.estimate.layers} layers in RAM"
         lines.append(f"  {p.runtime.id:12} {p.quant:7} {p.placement.kind}{extra}, {_tps(p)}, "
                      f"{p.placement.required_bytes / 2**30:.1f} GiB")
+        if p.artifact.source == "convert":  # no published file: how to make it first
+            lines += [f"               $ {shlex.join(step)}" for step in p.artifact.steps]
         lines.append(f"               $ {p.launch.command}")
     if doc["why_not"] and best is None and doc["answer"] != "excluded":
         lines.append("  why not:")

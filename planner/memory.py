@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .catalog import Architecture, Catalog, ModelSpec, QuantSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
@@ -154,38 +155,48 @@ _RULES = {
     "first_sixteenth": lambda i, n: i < n // 16,
     "first_two": lambda i, n: i < 2,
     "first_four": lambda i, n: i < 4,
+    "middle": lambda i, n: n // 8 <= i < 7 * n // 8,
 }
 
 
+def _pick(spec, nth: int, count: int) -> str:
+    """A recipe entry: a ggml type, or [BASE, RULE, OTHER] (OTHER for the tensors RULE picks)."""
+    if isinstance(spec, list):
+        base, rule, other = spec
+        return other if _RULES[rule](nth, count) else base
+    return spec
+
+
 def gguf_tensor_type(quant: QuantSpec, arch: Architecture, g: TensorGroup, nth: int, count: int,
-                     constants: dict) -> str:
+                     constants: dict, pinned: tuple[tuple[str, str], ...] = ()) -> str:
     """The ggml type llama-quantize gives one tensor (llama_tensor_get_type_impl, simplified).
 
     `nth`/`count` are the tensor's position among tensors of its class (attn_v and ffn_down
-    rules count tensors, not layers).
+    rules count tensors, not layers). `pinned`: the model's gguf_tensor_types (class -> type kept
+    in every GGUF file, e.g. gpt-oss experts in MXFP4). Order as in src/llama-quant.cpp: the
+    recipe, then GQA >= 4, then >= 4 experts, then exactly 8 experts, then the block-size fallback.
     """
     if not g.quantized:
         return "F32"
     recipe = quant.gguf
     cls = g.cls
+    pins = dict(pinned)
+    if g.expert and "experts" in pins:
+        return pins["experts"]
     if g.expert and "experts" in recipe:
         return recipe["experts"]
     if cls == "embed" and arch.tied_embeddings:
         cls = "output"  # a shared tensor is quantized like the output head
-    if cls == "embed":
-        t = recipe.get("embed", recipe["default"])
-    else:
-        spec = recipe.get(cls, recipe["default"])
-        if isinstance(spec, list):
-            base, rule, upgrade = spec
-            t = upgrade if _RULES[rule](nth, count) else base
-        else:
-            t = spec
-        if cls == "attn_v" and quant.id in ("Q2_K", "IQ4_XS") and arch.attention_heads // arch.kv_heads >= 4:
-            t = "Q4_K" if quant.id == "Q2_K" else "Q5_K"  # GQA >= 4: attn_v gets more bits
-    moe8 = quant.moe8
-    if arch.moe is not None and arch.moe.experts == 8 and moe8 and cls in moe8:
-        t = moe8[cls]
+    if cls in pins:
+        return pins[cls]
+    t = _pick(recipe.get(cls, recipe["default"]), nth, count)
+    if cls in quant.gqa4 and arch.attention_heads // arch.kv_heads >= 4:
+        t = _pick(quant.gqa4[cls], nth, count)
+    moe = arch.moe
+    if moe is not None and moe.experts >= 4 and cls in quant.many_experts:
+        t = _pick(quant.many_experts[cls], nth, count)
+    if moe is not None and moe.experts == 8 and cls in quant.moe8:
+        t = _pick(quant.moe8[cls], nth, count)
     # A tensor whose rows are not a multiple of the block size falls back to another type.
     block = constants["ggml_block_size"].get(t)
     if block and g.ncols % block:
@@ -193,76 +204,156 @@ def gguf_tensor_type(quant: QuantSpec, arch: Architecture, g: TensorGroup, nth: 
     return t
 
 
-_BITS: dict[tuple[bool, str, Architecture], dict[str, float]] = {}
+_BITS: dict[tuple, dict[str, float]] = {}
 
 
-def _weight_bits(quant: QuantSpec, arch: Architecture, constants: dict, gguf: bool) -> dict[str, float]:
+def _weight_bits(quant: QuantSpec, arch: Architecture, constants: dict, gguf: bool,
+                 pinned: tuple[tuple[str, str], ...] = ()) -> dict[str, float]:
     """Bits per tensor class summed ("layers": repeating layers, "experts": MoE experts), memoized
-    per (GGUF recipe or plain bits, quantization, architecture)."""
-    key = (gguf, quant.id, arch)
+    per (GGUF recipe or plain bits, quantization, architecture, pinned tensor types)."""
+    key = (gguf, quant.id, arch, pinned if gguf else ())
     if key not in _BITS:
-        _BITS[key] = _gguf_weight_bits(quant, arch, constants) if gguf else _plain_weight_bits(quant, arch)
+        _BITS[key] = _gguf_weight_bits(quant, arch, constants, pinned) if gguf else _plain_weight_bits(quant, arch)
     return dict(_BITS[key])
 
 
-def _gguf_weight_bits(quant: QuantSpec, arch: Architecture, constants: dict) -> dict[str, float]:
-    bits = constants["ggml_type_bits"]
+@functools.lru_cache(maxsize=512)
+def _class_layout(arch: Architecture) -> tuple:
+    """The tensors of each class, once per architecture: (class, count, positional groups, and the
+    same groups summed by shape signature for recipes whose type ignores the position)."""
     by_class: dict[str, list[TensorGroup]] = {}
     for g in tensor_groups(arch):
         by_class.setdefault(g.cls, []).append(g)
-    totals: dict[str, float] = {}
+    out = []
     for cls, groups in by_class.items():
         count = sum(1 for g in groups if g.layer is not None) or 1
-        ruled = isinstance(quant.gguf.get(cls), list)
-        memo: dict[tuple, str] = {}
+        positional, summed = [], {}
         nth = 0
         for g in groups:
-            if ruled:
-                t = gguf_tensor_type(quant, arch, g, nth, count, constants)
-            else:  # the type depends only on the tensor's shape and kind, not its position
-                sig = (g.ncols, g.expert, g.quantized, g.layer is None)
-                if sig not in memo:
-                    memo[sig] = gguf_tensor_type(quant, arch, g, nth, count, constants)
-                t = memo[sig]
+            key = "experts" if g.expert else ("layers" if g.layer is not None else g.cls)
+            positional.append((nth, g, key))
+            sig = (g.ncols, g.expert, g.quantized, g.layer is None)
+            rep, params = summed.get(sig, (g, 0))
+            summed[sig] = (rep, params + g.params)
             if g.layer is not None:
                 nth += 1
-            key = "experts" if g.expert else ("layers" if g.layer is not None else g.cls)
-            totals[key] = totals.get(key, 0.0) + g.params * bits[t]
+        out.append((cls, count, tuple(positional), tuple(summed.values())))
+    return tuple(out)
+
+
+def _gguf_weight_bits(quant: QuantSpec, arch: Architecture, constants: dict,
+                      pinned: tuple[tuple[str, str], ...] = ()) -> dict[str, float]:
+    bits = constants["ggml_type_bits"]
+    tables = (quant.gguf, quant.gqa4, quant.many_experts, quant.moe8)
+    rows: list[tuple[TensorGroup, float, str]] = []
+    for cls, count, positional, summed in _class_layout(arch):
+        rules = sorted({t[cls][1] for t in tables if isinstance(t.get(cls), list)})
+        if not rules:  # the type depends only on the tensor's shape and kind, not its position
+            rows += [(g, params, gguf_tensor_type(quant, arch, g, 0, count, constants, pinned)) for g, params in summed]
+            continue
+        # Position-dependent: tensors whose rules fire alike get the same type; sum them first.
+        sums: dict[tuple, list] = {}
+        for nth, g, _ in positional:
+            k = ((g.ncols, g.expert, g.quantized, g.layer is None),
+                 tuple(_RULES[r](nth, count) for r in rules))
+            entry = sums.get(k)
+            if entry is None:
+                sums[k] = [g, g.params, gguf_tensor_type(quant, arch, g, nth, count, constants, pinned)]
+            else:
+                entry[1] += g.params
+        rows += [(g, params, t) for g, params, t in sums.values()]
+    return _sum_bits((g, params, bits[t]) for g, params, t in rows)
+
+
+def _sum_bits(rows) -> dict[str, float]:
+    """Bits per key ("layers", "experts", "embed", "output", "norm") and the fidelity sums."""
+    totals: dict[str, float] = {}
+    fidelity = params_q = 0.0
+    for g, params, b in rows:
+        key = "experts" if g.expert else ("layers" if g.layer is not None else g.cls)
+        totals[key] = totals.get(key, 0.0) + params * b
+        if g.quantized:
+            fidelity += params * min(b, FIDELITY_CAP_BITS)
+            params_q += params
+    totals["_fidelity"], totals["_params"] = fidelity, params_q
     return totals
+
+
+# At 8 bits per weight and above, quantization loss is negligible: fidelity counts each tensor's
+# bits up to 8, so F32, F16 and Q8_0 of one model tie, and MXFP4 experts count the same in all.
+FIDELITY_CAP_BITS = 8.0
 
 
 def _plain_weight_bits(quant: QuantSpec, arch: Architecture) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for g in tensor_groups(arch):
-        if not g.quantized:
-            b = 32.0 if quant.kind == "weight" else quant.bpw("default")
-            b = min(b, 32.0)
-        elif g.expert and "experts" in quant.bits:
-            b = quant.bits["experts"]
-        else:
-            b = quant.bpw(g.cls if g.cls in ("embed", "output") else "default")
-            if g.cls == "embed" and arch.tied_embeddings and "output" in quant.bits:
-                b = quant.bits["output"]
-        key = "experts" if g.expert else ("layers" if g.layer is not None else g.cls)
-        totals[key] = totals.get(key, 0.0) + g.params * b
-    return totals
+    rows = []
+    for _cls, _count, _positional, summed in _class_layout(arch):
+        for g, params in summed:
+            if not g.quantized:
+                b = 32.0 if quant.kind == "weight" else quant.bpw("default")
+                b = min(b, 32.0)
+            elif g.expert and "experts" in quant.bits:
+                b = quant.bits["experts"]
+            else:
+                b = quant.bpw(g.cls if g.cls in ("embed", "output") else "default")
+                if g.cls == "embed" and arch.tied_embeddings and "output" in quant.bits:
+                    b = quant.bits["output"]
+            rows.append((g, params, b))
+    return _sum_bits(rows)
 
 
-@dataclass(frozen=True, slots=True)
-class Weights:
+class Weights(NamedTuple):
+    """Weight bytes of one model in one quantization and format (a tuple: cheap to store in the
+    compiled catalog)."""
+
     total_bytes: int
     per_layer_bytes: int  # repeating layers, for layer-wise placement
     non_layer_bytes: int  # embeddings, output head, final norm (+ vision tower)
     source: str  # "artifact" (real file size) or "formula"
     read_bytes: int = 0  # read per generated token: routed experts in use, one embedding row
+    fidelity_bits: float = 0.0  # mean bits per quantized weight, each tensor counted up to 8 bits
 
 
 def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
             use_artifact: bool = True) -> Weights:
-    """Weight bytes: the real artifact's size when the catalog has it, else bits per tensor class."""
+    """Weight bytes: the real artifact's size when the catalog has it, else bits per tensor class.
+
+    Memoized in `catalog.memo` (stored with the compiled catalog, see `warm`)."""
+    per_model = catalog.memo.setdefault("weights", {})
+    slot = per_model.get(model.id)
+    if slot is None or (slot[0] is not model and slot[0] != model):  # another model of that id: start over
+        slot = per_model[model.id] = (model, {})
+    memo = slot[1]
+    key = (quant.id, _fmt_key(fmt), use_artifact)
+    hit = memo.get(key)
+    if hit is None:
+        if use_artifact and _sized_artifact(model, fmt, quant.id) is None:
+            hit = weights(model, quant, fmt, catalog, use_artifact=False)  # the same answer, stored once
+        else:
+            hit = _weights(model, quant, fmt, catalog, use_artifact)
+        memo[key] = hit
+    return hit
+
+
+def _fmt_key(fmt: str) -> str:
+    return "gguf" if fmt in ("gguf", "ollama") else fmt
+
+
+def warm(catalog: Catalog) -> None:
+    """Compute every catalog model's weights in every format of every quantization, so a stored
+    compiled catalog answers them without the per-tensor recipes."""
+    for model in catalog.models:
+        for quant in catalog.quants.values():
+            for fmt in {_fmt_key(f) for f in quant.formats}:
+                for use_artifact in (False, True):
+                    weights(model, quant, fmt, catalog, use_artifact=use_artifact)
+
+
+def _weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, use_artifact: bool) -> Weights:
     arch = model.arch
     constants = catalog.constants
-    totals = _weight_bits(quant, arch, constants, gguf=fmt in ("gguf", "ollama") and bool(quant.gguf))
+    totals = _weight_bits(quant, arch, constants, gguf=fmt in ("gguf", "ollama") and bool(quant.gguf),
+                          pinned=model.gguf_tensor_types)
+    fidelity = totals.pop("_fidelity", 0.0) / (totals.pop("_params", 0.0) or 1.0)
     experts = totals.pop("experts", 0.0) / 8
     layer_bytes = totals.pop("layers", 0.0) / 8 + experts
     non_layer = sum(totals.values()) / 8
@@ -283,7 +374,8 @@ def weights(model: ModelSpec, quant: QuantSpec, fmt: str, catalog: Catalog, *,
             layer_bytes, non_layer, read = layer_bytes * scale, non_layer * scale, read * scale
             total, source = art, "artifact"
     return Weights(total_bytes=int(round(total)), per_layer_bytes=int(round(layer_bytes / arch.layers)),
-                   non_layer_bytes=int(round(non_layer)), source=source, read_bytes=int(round(read)))
+                   non_layer_bytes=int(round(non_layer)), source=source, read_bytes=int(round(read)),
+                   fidelity_bits=round(fidelity, 4))
 
 
 def _sized_artifact(model: ModelSpec, fmt: str, quant: str) -> int | None:
@@ -419,6 +511,7 @@ class MemoryEstimate:
     kv_bytes_per_token: float
     weights_source: str
     weights_read_bytes: int = 0  # weights read per generated token (MoE: experts in use)
+    weights_fidelity_bits: float = 0.0  # Weights.fidelity_bits: how close to the original the weights are
     notes: tuple[str, ...] = ()
     kv_state_bytes: int = 0  # part of kv_cache_bytes that does not grow with context (recurrent state)
 
@@ -439,12 +532,16 @@ class MemoryEstimate:
         }
 
 
+def carrying_formats(quant: QuantSpec, runtime: RuntimeSpec) -> list[str]:
+    """The runtime's formats that can hold this quantization (Ollama's are GGUF files)."""
+    return [fmt for fmt in runtime.formats
+            if fmt in quant.formats or (fmt == "ollama" and "gguf" in quant.formats)
+            or (fmt in ("awq", "gptq") and quant.id.lower() == fmt)]
+
+
 def artifact_format(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> str | None:
-    """Which of the runtime's formats carries this quantization for this model (None: none)."""
-    for fmt in runtime.formats:
-        if fmt not in quant.formats and not (fmt == "ollama" and "gguf" in quant.formats) \
-                and not (fmt in ("awq", "gptq") and quant.id.lower() == fmt):
-            continue
+    """Which of the runtime's formats has a catalogued artifact of this quantization (None: none)."""
+    for fmt in carrying_formats(quant, runtime):
         if model.artifact(fmt, quant.id) is not None:
             return fmt
     return None
@@ -467,9 +564,8 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
     fmt = artifact_format(model, quant, runtime)
     notes: list[str] = []
     if fmt is None:
-        # No catalogued file: the recipe still gives the size (a plan needs a real artifact, an estimate not).
-        fmt = next((f for f in runtime.formats if f in quant.formats or (f == "ollama" and "gguf" in quant.formats)),
-                   runtime.formats[0])
+        # No catalogued file: the recipe gives the size of the file one would make.
+        fmt = next(iter(carrying_formats(quant, runtime)), runtime.formats[0])
         notes.append(f"the catalog lists no {quant.id} artifact of {model.id}: weights from the quantization "
                      f"recipe (model has: {', '.join(model.quants())})")
     if context is None:
@@ -511,7 +607,15 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
         context=context, batch=batch, kv_cache_type=kv_type, weights_bytes=w.total_bytes, kv_cache_bytes=kv,
         overhead_bytes=overhead, layers=arch.layers, per_layer_bytes=w.per_layer_bytes,
         non_layer_bytes=w.non_layer_bytes, kv_bytes_per_token=per_token, weights_source=w.source,
-        weights_read_bytes=w.read_bytes, notes=tuple(notes), kv_state_bytes=state)
+        weights_read_bytes=w.read_bytes, weights_fidelity_bits=w.fidelity_bits, notes=tuple(notes),
+        kv_state_bytes=state)
+
+
+def on_cpu(est: MemoryEstimate, model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog) -> MemoryEstimate:
+    """The same estimate without device-only costs: what `estimate(..., gpu=False)` returns."""
+    from dataclasses import replace
+
+    return replace(est, overhead_bytes=_overhead(model, runtime, catalog, est.context, est.batch, False))
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,

@@ -118,6 +118,11 @@ def plans_table(machine: Machine, plans: list, header_notes: list[str], footer: 
         lines.append("Launch:")
         for i, p in enumerate(plans, 1):
             lines.append(f"  #{i}  {p.launch.command}")
+        made = [i for i, p in enumerate(plans, 1) if p.artifact.source == "convert"]
+        if made:
+            lines.append("")
+            lines.append(f"No published file catalogued, made with llama.cpp first: #{', #'.join(map(str, made))} "
+                         f"(`plan-deploy can-run MODEL --quant Q` or --format json prints the steps)")
         slow = [i for i, p in enumerate(plans, 1) if not p.interactive]
         if slow:
             lines.append("")

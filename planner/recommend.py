@@ -1,16 +1,17 @@
 """Candidates, filters and the one sort key that orders plans.
 
 A candidate is model x quantization x runtime. It is kept when the runtime runs on the machine,
-the catalog lists an artifact for that quantization, and the memory engine finds a placement.
+can load that quantization's format here, a file exists or can be made (see `artifact_for`), and
+the memory engine finds a placement.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import fit, launch, memory, speed
+from . import convert, fit, launch, memory, speed
 from . import quality as qmod
-from .catalog import Artifact, Catalog, ModelSpec, RuntimeSpec
+from .catalog import Artifact, Catalog, ModelSpec, QuantSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
 from .hardware import Machine
 from .runtimes import Options
@@ -65,6 +66,7 @@ class Plan:
             return None
         return self.estimate.total_bytes + self.repacked_bytes
     quality_detail: qmod.Quality | None = None  # the benchmark, figure, source and quantization penalty
+    low_bit: bool = False  # the quantization's `low_bit` flag (quants.yaml)
 
     @property
     def bits_per_weight(self) -> float:
@@ -149,41 +151,66 @@ def quality(model: ModelSpec, cat: Catalog) -> tuple[float, bool]:
 
 
 def _quant_tier(plan: Plan) -> float:
-    # At 8 bits and above quantization loss is negligible: those tie, and speed decides.
-    return min(plan.bits_per_weight, 8.0)
+    # At 8 bits and above quantization loss is negligible: those tie, and speed decides. Counted
+    # per tensor (memory.FIDELITY_CAP_BITS), so a GGUF that keeps gpt-oss's MXFP4 experts at F16
+    # elsewhere ties with its MXFP4 file instead of outranking it.
+    return plan.estimate.weights_fidelity_bits or min(plan.bits_per_weight, 8.0)
+
+
+def _low_bit(plan: Plan) -> bool:
+    # Low-bit recipes (quants.yaml `low_bit`) lose enough quality that a bigger model squeezed into
+    # them ranks after every plan at a normal precision.
+    return plan.low_bit
 
 
 def _tps(plan: Plan) -> float:
     return plan.speed.expected if plan.speed else 0.0
 
 
+def _made(plan: Plan) -> bool:
+    # A file that must be converted and quantized first ranks below an otherwise equal one that
+    # downloads (or is already on disk); it still counts as a plan: can-run answers YES for it.
+    return plan.artifact.source == "convert"
+
+
 def plan_key(plan: Plan) -> tuple:
-    """THE ranking: interactive plans first; then model quality; then how well it runs here
+    """THE ranking: interactive plans first; then plans at a normal precision before low-bit ones;
+    then model quality; then how well it runs here
     (one GPU / unified, several GPUs, partial offload, CPU); then quantization quality;
-    then speed; then memory headroom; then a stable tie-breaker (id, runtime preference, quant)."""
-    return (not plan.interactive, -round(plan.quality, 1), PLACEMENT_ORDER[plan.placement.kind],
-            -round(_quant_tier(plan), 2), -round(_tps(plan), 1), -round(plan.placement.headroom, 3),
+    then a downloadable file before one to make; then speed; then memory headroom; then a stable
+    tie-breaker (id, runtime preference, quant)."""
+    return (not plan.interactive, _low_bit(plan), -round(plan.quality, 1), PLACEMENT_ORDER[plan.placement.kind],
+            -round(_quant_tier(plan), 2), _made(plan), -round(_tps(plan), 1), -round(plan.placement.headroom, 3),
             plan.model.id, plan.runtime.rank, plan.runtime.id, plan.quant)
 
 
 def best_per_model_key(plan: Plan) -> tuple:
-    """Within one model: usable first, best placement; then the best quantization among usable
-    plans, but the fastest among plans too slow to use; then runtime preference."""
+    """Within one model: usable first, then a normal precision before a low-bit one, best placement; then the best quantization among usable
+    plans, but the fastest among plans too slow to use; then a file to download before one to
+    make; then runtime preference."""
     tier, tps = -round(_quant_tier(plan), 2), -round(_tps(plan), 1)
-    return (not plan.interactive, PLACEMENT_ORDER[plan.placement.kind],
-            (tier, tps) if plan.interactive else (tps, tier), plan.runtime.rank, plan.runtime.id, plan.quant)
+    return (not plan.interactive, _low_bit(plan), PLACEMENT_ORDER[plan.placement.kind],
+            (tier, tps) if plan.interactive else (tps, tier), _made(plan), plan.runtime.rank, plan.runtime.id,
+            plan.quant)
 
 
 # ---------------------------------------------------------------- planning
 
 
-def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = False) -> Result:
+def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = False,
+         best_only: bool = False) -> Result:
+    """Every fitting model x quantization x runtime plan, sorted by `plan_key`.
+
+    `best_only`: evaluate only what can be a model's best plan (for `one_per_model`), see
+    `_search_best`; `plan --all`, `--explain` and `can-run` evaluate every candidate.
+    """
     constants = cat.constants
     context = request.context or int(constants["default_context"])
     rejected: list[dict] = []
     excluded: dict[str, list[str]] = {}
     _check_choices(cat, request)
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
+    capacity = sum(g.memory_total_bytes for g in machine.gpus) + machine.memory.total_bytes
     plans: list[Plan] = []
     for model in cat.models:
         if request.models and model.id not in request.models:
@@ -195,26 +222,51 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
         if request.use_cases and not set(request.use_cases) & set(model.use_cases):
             continue
         for runtime in runtimes:
+            options = []  # (quantization, fidelity bits, weight bytes) of every candidate with a file to get or make
             for qid in runtime.quants:
-                if request.quants and qid.upper() not in request.quants:
+                quant = cat.quants.get(qid.upper())
+                if quant is None or not (qid.upper() in request.quants if request.quants else quant.candidate) \
+                        or (quant.moe_only and not model.is_moe):
                     continue
-                out = candidate(cat, machine, model, qid, runtime, context, request.kv_cache_type, request.options,
+                if _can_get(model, quant, runtime, machine.os.system):
+                    options.append((quant, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0))))
+            seen: dict[str, Plan | None] = {}
+
+            def evaluate(option, model=model, runtime=runtime, seen=seen) -> Plan | None:
+                """The option's plan (kept in `plans`), or None (rejected: kept in `rejected`)."""
+                key = option[0].id
+                if key in seen:
+                    return seen[key]
+                out = candidate(cat, machine, model, key, runtime, context, request.kv_cache_type, request.options,
                                 use_cases=request.use_cases)
-                if out is None:
-                    continue
                 if isinstance(out, str):
                     if explain:
-                        rejected.append({"model": model.id, "quant": qid, "runtime": runtime.id, "reason": out})
-                    continue
-                if request.min_tps is not None and (out.speed is None or out.speed.expected < request.min_tps):
+                        rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
+                                         "reason": out})
+                    out = None
+                elif out is not None and request.min_tps is not None and (
+                        out.speed is None or out.speed.expected < request.min_tps):
                     if explain:
                         got = f"{out.speed.expected:.1f}" if out.speed else "unknown"
-                        rejected.append({"model": model.id, "quant": qid, "runtime": runtime.id,
+                        rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
                                          "reason": f"{got} tokens/s expected, below --min-tps {request.min_tps:g}"})
-                    continue
-                plans.append(out)
+                    out = None
+                if out is not None:
+                    plans.append(out)
+                seen[key] = out
+                return out
+
+            if not best_only:
+                for option in options:
+                    evaluate(option)
+                continue
+            # Largest file first; weights that exceed every byte of the machine never fit.
+            options = sorted((o for o in options if o[2] <= capacity), key=lambda o: (-o[2], o[0].id))
+            if not _search_best([o for o in options if not o[0].low_bit], evaluate):
+                _search_best([o for o in options if o[0].low_bit], evaluate)
     plans.sort(key=plan_key)
-    rejected.sort(key=lambda r: (r["model"], r["runtime"], r["quant"] or ""))
+    # Per model and runtime, the smallest file first: its reason is the one closest to fitting.
+    rejected.sort(key=lambda r: (r["model"], r["runtime"], _rejected_size(cat, r), r["quant"] or ""))
     return Result(plans=plans, rejected=rejected, licence_excluded=excluded, context=context,
                   notes=unused_gpu_notes(cat, machine, runtimes))
 
@@ -234,6 +286,74 @@ def unused_gpu_notes(cat: Catalog, machine: Machine, runtimes: list[RuntimeSpec]
             out.append(f"GPU {g.index} ({g.name}) is not used: no planned runtime has a GPU backend for {g.vendor} in "
                        f"the catalog; plans run on the other devices or the CPU")
     return out
+
+
+def _rejected_size(cat: Catalog, r: dict) -> int:
+    q = cat.quants.get((r["quant"] or "").upper())
+    if q is None or r["model"] == "*":
+        return 0
+    try:
+        return memory.weights(cat.model(r["model"]), q, (q.formats or ("gguf",))[0], cat).total_bytes
+    except KeyError:
+        return 0
+
+
+def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> tuple[float, int]:
+    """(fidelity bits, weight bytes) of this quantization in the runtime's first format."""
+    fmts = memory.carrying_formats(quant, runtime)
+    if not fmts:
+        return 0.0, 0
+    w = memory.weights(model, quant, fmts[0], cat)
+    return w.fidelity_bits, w.total_bytes
+
+
+def _search_best(options: list, evaluate) -> bool:
+    """Evaluate, among `options` ((quantization, fidelity bits, weight bytes) of one model and runtime,
+    largest file first), the candidates that
+    can be the best by `best_per_model_key`; True when one is interactive.
+
+    Assumes what holds for one model and runtime: a smaller file never gets a worse placement or
+    a lower speed. So the smallest file is the best of the group unless it is interactive; then
+    the best are the most faithful of the files with its placement that stay interactive, found
+    by bisection (a handful of evaluations instead of one per quantization).
+    """
+    if not options:
+        return False
+
+    def good(p, kind) -> bool:
+        return p is not None and p.interactive and PLACEMENT_ORDER[p.placement.kind] == kind
+
+    def ties(group: list) -> None:
+        top = max(round(o[1], 2) for o in group)
+        for o in group:
+            if round(o[1], 2) == top:
+                evaluate(o)
+
+    first = evaluate(options[0])
+    if good(first, 0):
+        ties(options)
+        return True
+    last = evaluate(options[-1])
+    if last is None:
+        return False  # nothing fits
+    if not last.interactive:
+        # The smallest file is the fastest and best placed: the best of the group, with any larger
+        # file of the same placement and (rounded) speed, which then wins on fidelity.
+        for o in reversed(options[:-1]):
+            p = evaluate(o)
+            if p is None or p.placement.kind != last.placement.kind or round(_tps(p), 1) != round(_tps(last), 1):
+                break
+        return False
+    kind = PLACEMENT_ORDER[last.placement.kind]
+    lo, hi = 0, len(options) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if good(evaluate(options[mid]), kind):
+            hi = mid
+        else:
+            lo = mid + 1
+    ties(options[lo:])
+    return True
 
 
 def one_per_model(plans: list[Plan]) -> list[Plan]:
@@ -260,7 +380,12 @@ def _check_choices(cat: Catalog, request: Request) -> None:
     """An unknown --quant or --kv-cache-type is a usage error (exit 2), not "nothing fits"."""
     for q in request.quants:
         if q.upper() not in cat.quants:
-            raise UsageError(f"unknown quantization {q!r}", hint="known: " + ", ".join(sorted(q.id for q in cat.quants.values())))
+            import difflib
+
+            close = difflib.get_close_matches(q.upper(), sorted(cat.quants), n=3, cutoff=0.5)
+            raise UsageError(f"unknown quantization {q!r}",
+                             hint=f"did you mean {', '.join(close)}?" if close else
+                             "known: " + ", ".join(sorted(x.id for x in cat.quants.values())))
     kv = request.kv_cache_type
     if kv is not None:
         wanted = {runtime_id(r, cat) for r in request.runtimes} - {None}
@@ -296,18 +421,97 @@ def _runtimes(cat: Catalog, machine: Machine, request: Request, rejected: list |
     return out
 
 
+def artifact_for(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> Artifact | None:
+    """Where the runtime's file for this model and quantization comes from, or None.
+
+    1. a catalogued artifact in one of the runtime's formats (source "catalog");
+    2. Ollama without a library tag: a catalogued single-file GGUF through `hf.co/{repo}:{quant}`
+       (huggingface.co/docs/hub/ollama; split GGUFs are not served that way);
+    3. a GGUF the runtime can load from a path (planner/runtimes: `loads_local_files`): made with
+       llama.cpp's converter and quantizer (source "convert", steps from planner/convert.py).
+    Other formats (AWQ, GPTQ, FP8, MLX) need a catalogued repository.
+    """
+    fmts, _ = _routes(quant, runtime, system)
+    index = _artifact_index(model)
+    for fmt in fmts:
+        art = index.get((fmt, quant.id.upper()))
+        if art is not None:
+            return art
+    gguf_like = [f for f in fmts if f in ("gguf", "ollama")]
+    if not gguf_like:
+        return None
+    fmt = gguf_like[0]
+    hub = index.get(("gguf", quant.id.upper()))
+    if hub is not None and hub.source == "local" and launch.loads_local_path(runtime.id):
+        return hub  # a GGUF on this disk: Ollama imports it with a Modelfile
+    if fmt == "ollama" and hub is not None and hub.file and "-00001-of-" not in hub.file:
+        return Artifact(format="ollama", quant=quant.id, repo=hub.repo, file=hub.file, size_bytes=hub.size_bytes,
+                        tag=f"hf.co/{hub.repo}:{quant.id}")
+    if not launch.loads_local_path(runtime.id):  # the runtime keeps its own model store
+        return None
+    if any(a.source == "local" for a in model.artifacts):  # a model read from a file: plan that file
+        return None
+    return Artifact(format=fmt, quant=quant.id, repo=model.hf_repo, source="convert",
+                    path=convert.output_file(model.id, quant.id))
+
+
+_ROUTES: dict[tuple, tuple] = {}
+
+
+def _routes(quant: QuantSpec, runtime: RuntimeSpec, system: str) -> tuple[list[str], bool]:
+    """The runtime's formats for this quantization on this OS, and whether a GGUF can be made for it."""
+    key = (id(quant), id(runtime), system)
+    hit = _ROUTES.get(key)
+    if hit is None or hit[0] is not quant or hit[1] is not runtime:  # memo per object, never a stale one
+        fmts = [f for f in memory.carrying_formats(quant, runtime) if system in runtime.format_os.get(f, (system,))]
+        hit = _ROUTES[key] = (quant, runtime, fmts,
+                              any(f in ("gguf", "ollama") for f in fmts) and launch.loads_local_path(runtime.id))
+    return hit[2], hit[3]
+
+
+def _can_get(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
+    """artifact_for(...) is not None, without building the artifact."""
+    fmts, makeable = _routes(quant, runtime, system)
+    if makeable and not any(a.source == "local" for a in model.artifacts):
+        return True
+    index = _artifact_index(model)
+    q = quant.id.upper()
+    if any((f, q) in index for f in fmts):
+        return True
+    hub = index.get(("gguf", q))
+    if hub is not None and hub.source == "local" and "ollama" in fmts and launch.loads_local_path(runtime.id):
+        return True
+    return "ollama" in fmts and hub is not None and bool(hub.file) and "-00001-of-" not in hub.file
+
+
+_INDEX: dict[int, tuple[ModelSpec, dict]] = {}
+
+
+def _artifact_index(model: ModelSpec) -> dict[tuple[str, str], Artifact]:
+    """(format, QUANT) -> the model's first catalogued artifact, as ModelSpec.artifact finds it."""
+    hit = _INDEX.get(id(model))
+    if hit is None or hit[0] is not model:
+        index: dict[tuple[str, str], Artifact] = {}
+        for a in model.artifacts:
+            index.setdefault((a.format, a.quant.upper()), a)
+        hit = _INDEX[id(model)] = (model, index)
+    return hit[1]
+
+
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
-              kv_cache_type: str | None, options: Options = Options(), use_cases: tuple[str, ...] = ()) -> Plan | str | None:
-    """A plan, a rejection reason, or None when the combination doesn't exist (no artifact)."""
+              kv_cache_type: str | None, options: Options = Options(), use_cases: tuple[str, ...] = (), *,
+              art: Artifact | None = None) -> Plan | str | None:
+    """A plan, a rejection reason, or None when the combination doesn't exist (no file to get or make)."""
     quant = cat.quants.get(qid.upper())
-    if quant is None:
+    if quant is None or (quant.moe_only and not model.is_moe):
         return None
-    fmt = memory.artifact_format(model, quant, runtime)
-    if fmt is None or machine.os.system not in runtime.format_os.get(fmt, (machine.os.system,)):
+    art = art or artifact_for(model, quant, runtime, machine.os.system)
+    if art is None:
         return None
-    art = model.artifact(fmt, quant.id)
-    if art is not None and art.source == "local" and not launch.loads_local_path(runtime.id):
+    if art.source == "local" and not launch.loads_local_path(runtime.id):
         return f"{runtime.id} loads models from its own store, not from a path: use llama.cpp for a local file"
+    if art.source == "convert" and not art.steps:
+        art = replace(art, steps=tuple(tuple(step) for step in convert.steps(model, quant)))
     limit = model.context_length_extended or model.context_length
     if context > limit:
         return f"context {context} exceeds the model's {limit} tokens"
@@ -368,10 +572,15 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes.append(runtime.speed["note"])
     lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv, machine=machine, options=options)
     notes += list(lnch.notes)
+    if art.source == "convert":
+        notes += convert.notes(model, quant)
+    if quant.low_bit:
+        notes.append(f"{quant.id} is a low-bit quantization: expect a clear quality loss (ranked after "
+                     f"plans at 3.5+ bits)")
     q = qmod.score(model, quant.id, use_cases, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
                 speed=spd, launch=lnch, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
-                notes=tuple(notes), quality_detail=q, repacked_bytes=repacked)
+                notes=tuple(notes), quality_detail=q, repacked_bytes=repacked, low_bit=quant.low_bit)
 
 
 # ---------------------------------------------------------------- can-run: what would change the answer
@@ -383,7 +592,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     base = replace(request, models=(model.id,))
 
     def usable(m: Machine, req: Request) -> Plan | None:
-        res = plan(cat, m, req)
+        res = plan(cat, m, req, best_only=True)
         good = [p for p in res.plans if p.interactive]
         return one_per_model(good)[0] if good else None
 
@@ -396,7 +605,7 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
         return [f"a context of at most {limit} tokens: {model.id} is trained for {limit}"]
     allowed = _allowed_runtimes(cat, request)
     # 1. a smaller quantization than the catalog's files (community GGUF repos publish them)
-    smaller = _smaller_quant(cat, machine, model, context, allowed)
+    smaller = _smaller_quant(cat, machine, model, base)
     if smaller:
         out.append(smaller)
     # 2. a shorter context
@@ -427,13 +636,13 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     if need:
         out.append(need)
     # 6. more RAM, where partial offload could then hold it (slowly)
-    if machine.gpus and not machine.gpus[0].unified_memory and not plan(cat, machine, base).plans:
+    if machine.gpus and not machine.gpus[0].unified_memory and not plan(cat, machine, base, best_only=True).plans:
         for gib in (32, 64, 128, 256, 512, 1024):
             ram = gib << 30
             if ram <= machine.memory.usable_bytes:
                 continue
             m2 = replace(machine, memory=replace(machine.memory, total_bytes=ram, available_bytes=ram, limit_bytes=None))
-            res = plan(cat, m2, base)
+            res = plan(cat, m2, base, best_only=True)
             if res.plans:
                 p = one_per_model(res.plans)[0]
                 pace = f"~{p.speed.expected:.1f} tokens/s" if p.speed else "speed unknown"
@@ -443,37 +652,28 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     return out
 
 
-def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, context: int,
-                   allowed: set[str] | None = None) -> str | None:
-    """The largest GGUF quantization below the catalogued ones that gives an interactive plan, on
-    the preferred runtime that loads any GGUF file (community repos publish the smaller ones)."""
-    rt = next((r for r in sorted(cat.runtimes, key=lambda r: (r.rank, r.id))
-               if "gguf" in r.formats and (allowed is None or r.id in allowed)), None)
-    if rt is None or fit.runtime_on_machine(machine, rt):
+def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, request: Request) -> str | None:
+    """With --quant given: the most faithful GGUF quantization whose file is smaller than every
+    asked one and that gives an interactive plan (without --quant every one was already tried)."""
+    if not request.quants:
         return None
-    have = [cat.quants[q.upper()] for q in model.quants() if q.upper() in cat.quants and "gguf" in cat.quants[q.upper()].formats]
-    if not have:
+    sizes = {}
+    for q in cat.quants.values():
+        if q.gguf and q.candidate and not (q.moe_only and not model.is_moe):
+            w = memory.weights(model, q, "gguf", cat)
+            sizes[q.id] = (w.total_bytes, w.fidelity_bits, q)
+    asked = [sizes[q][0] for q in sizes if q.upper() in request.quants]
+    if not asked:
         return None
-    ladder = sorted((q for q in cat.quants.values() if q.gguf and q.id in rt.quants and q.id != "MXFP4"),
-                    key=lambda q: -q.bpw("default"))
-    smallest = min(q.bpw("default") for q in have)
-    threshold = float(cat.constants["interactive_tokens_per_s"])
-    for q in ladder:
-        if q.bpw("default") >= smallest:
-            continue
-        gpus, _ = fit.runtime_gpus(machine, rt, q)
-        try:
-            est = memory.estimate(model, q.id, rt, cat, context=context, gpu=bool(gpus))
-            cpu = memory.estimate(model, q.id, rt, cat, context=context, gpu=False)
-        except PlannerError:
-            continue
-        placed = fit.place(est, cpu, model, machine, rt, q, cat)
-        if isinstance(placed, fit.Rejection):
-            continue
-        spd = speed.estimate_speed(cpu if placed.kind == "cpu" else est, model, placed, machine, rt, cat)
-        if spd is not None and spd.expected >= threshold:
-            return (f"a smaller quantization: {q.id} ({placed.required_bytes / 2**30:.1f} GiB, {placed.kind}, "
-                    f"~{spd.expected:.0f} tokens/s; not in the catalog: check that a GGUF repo publishes it)")
+    ladder = sorted((v for v in sizes.values() if v[0] < min(asked)), key=lambda v: (v[2].low_bit, -v[1], v[0]))
+    for size, _, q in ladder:
+        res = plan(cat, machine, replace(request, quants=(q.id.upper(),)), best_only=True)
+        good = [p for p in res.plans if p.interactive]
+        if good:
+            p = one_per_model(good)[0]
+            where = "a published file" if p.artifact.source == "catalog" else "a file to convert"
+            return (f"a smaller quantization: {q.id} ({size / 2**30:.1f} GiB of weights, {p.placement.kind} on "
+                    f"{p.runtime.id}, ~{p.speed.expected if p.speed else 0:.0f} tokens/s; {where})")
     return None
 
 
@@ -495,10 +695,8 @@ def _smallest_need(cat: Catalog, machine: Machine, model: ModelSpec, context: in
             continue
         for qid in rt.quants:
             q = cat.quants.get(qid.upper())
-            if q is None:
-                continue
-            fmt = memory.artifact_format(model, q, rt)
-            if fmt is None or machine.os.system not in rt.format_os.get(fmt, (machine.os.system,)):
+            if q is None or q.low_bit or not q.candidate or (q.moe_only and not model.is_moe) \
+                    or artifact_for(model, q, rt, machine.os.system) is None:
                 continue
             try:
                 est = memory.estimate(model, q.id, rt, cat, context=min(context, model.context_length),

@@ -99,18 +99,23 @@ def test_can_run_70b_on_h100():
     assert {o["runtime"] for o in doc["options"]} >= {"llama.cpp", "ollama"}
 
 
-def test_can_run_70b_on_4090_only_through_offload_and_slowly():
+def test_can_run_70b_on_4090_only_low_bit_on_the_gpu_or_offloaded_and_slowly():
     code, out, _ = run("can-run", "llama-3.3-70b", "--gpu", "RTX 4090", "--ram", "64G", "--format", "json")
     doc = json.loads(out)
-    assert code == 0 and doc["answer"] == "yes" and doc.get("too_slow")
-    assert all(o["placement"] == "partial-offload" for o in doc["options"])
-    assert doc["would_fit_with"]
+    assert code == 0 and doc["answer"] == "yes"
+    best = doc["best"]
+    # On the GPU only at a low-bit quantization (a file to make), and said so.
+    assert best["placement"] == "gpu" and best["quant"].startswith("IQ2")
+    assert best["artifact"]["source"] == "convert" and any("low-bit" in n for n in best["notes"])
+    # At a normal precision only through partial offload, too slow to use.
+    normal = [o for o in doc["options"] if o["runtime"] == "lm-studio"]
+    assert normal and all(o["placement"] == "partial-offload" and not o["interactive"] for o in normal)
     code, text, _ = run("can-run", "llama-3.3-70b", "--gpu", "RTX 4090", "--ram", "64G")
-    assert "partial CPU offload" in text and "too slow" in text
+    assert "low-bit" in text and "partial-offload" in text
 
 
-def test_can_run_70b_on_a_laptop_says_no_and_what_would_change_that():
-    code, out, _ = run("can-run", "llama-3.3-70b", "--gpu", "RTX 4060 Laptop", "--ram", "16G", "--format", "json")
+def test_can_run_405b_on_a_laptop_says_no_and_what_would_change_that():
+    code, out, _ = run("can-run", "llama-3.1-405b", "--gpu", "RTX 4060 Laptop", "--ram", "16G", "--format", "json")
     doc = json.loads(out)
     assert code == 3 and doc["answer"] == "no" and doc["best"] is None
     assert doc["why_not"] and doc["would_fit_with"]

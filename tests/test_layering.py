@@ -52,6 +52,20 @@ def test_model_sources_import_no_heavy_library_at_module_level():
         assert not calls, path.name
 
 
+def test_the_planning_path_imports_no_heavy_library_at_module_level():
+    heavy = {"numpy", "gguf", "huggingface_hub", "httpx", "xllamacpp", "requests", "platformdirs"}
+    for name in ("catalog.py", "catalog_cache.py", "convert.py", "memory.py", "recommend.py", "launch.py",
+                 "cpu_repack.py", "bandwidth.py", "quality.py"):
+        tree = ast.parse((PLANNER / name).read_text())
+        top = set()
+        for node in tree.body:  # module level only: imports inside functions are fine
+            if isinstance(node, ast.Import):
+                top |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                top.add(node.module.split(".")[0])
+        assert not top & heavy, (name, top & heavy)
+
+
 def test_quality_is_pure_and_imports_nothing_heavy_at_module_level():
     tree = ast.parse((PLANNER / "quality.py").read_text())
     top = set()

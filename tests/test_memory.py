@@ -22,10 +22,29 @@ def cat():
 
 # ggml-org/llama.cpp tools/quantize/README.md: meta-llama/Llama-3.1-8B, bits/weight and size (GiB) per quant.
 LLAMA_31_8B_TABLE = {
-    "Q2_K": (3.1593, 2.95), "Q3_K_L": (4.2979, 4.02), "IQ4_XS": (4.4597, 4.17), "Q4_K_S": (4.6672, 4.36),
-    "Q4_K_M": (4.8944, 4.58), "Q5_K_S": (5.5704, 5.21), "Q5_K_M": (5.7036, 5.33), "Q6_K": (6.5633, 6.14),
-    "Q8_0": (8.5008, 7.95), "F16": (16.0005, 14.96),
+    "IQ1_S": (2.0042, 1.87), "IQ1_M": (2.1460, 2.01), "IQ2_XXS": (2.3824, 2.23), "IQ2_XS": (2.5882, 2.42),
+    "IQ2_S": (2.7403, 2.56), "IQ2_M": (2.9294, 2.74), "IQ3_XXS": (3.2548, 3.04), "IQ3_XS": (3.4977, 3.27),
+    "IQ3_S": (3.6606, 3.42), "IQ3_M": (3.7628, 3.52), "IQ4_XS": (4.4597, 4.17), "IQ4_NL": (4.6818, 4.38),
+    "Q2_K_S": (2.9697, 2.78), "Q2_K": (3.1593, 2.95), "Q3_K_S": (3.6429, 3.41), "Q3_K_L": (4.2979, 4.02),
+    "Q4_K_S": (4.6672, 4.36), "Q4_K_M": (4.8944, 4.58), "Q5_K_S": (5.5704, 5.21), "Q5_K_M": (5.7036, 5.33),
+    "Q6_K": (6.5633, 6.14), "Q8_0": (8.5008, 7.95), "F16": (16.0005, 14.96),
 }
+# tools/quantize/quantize.cpp QUANT_OPTIONS: size in GiB on Llama-3-8B (same shapes as 3.1, vocab 128256)
+LLAMA_3_8B_SIZES = {"Q4_0": 4.34, "Q4_1": 4.78, "Q5_0": 5.21, "Q5_1": 5.65, "Q3_K_M": 3.74}
+
+
+@pytest.mark.parametrize("quant,gib", sorted(LLAMA_3_8B_SIZES.items()))
+def test_legacy_and_q3_k_m_recipes_reproduce_llama_quantize_help(cat, quant, gib):
+    w = memory.weights(cat.model("llama-3.1-8b"), cat.quants[quant], "gguf", cat, use_artifact=False)
+    assert abs(w.total_bytes / 2**30 - gib) < 0.01
+
+
+def test_ggml_type_sizes_match_the_gguf_package(cat):
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    for name, bits in cat.constants["ggml_type_bits"].items():
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType[name]]
+        assert bits == size * 8 / block, name
 
 
 @pytest.mark.parametrize("quant,expected", sorted(LLAMA_31_8B_TABLE.items()))
@@ -155,7 +174,19 @@ def test_estimate_errors_are_plain(cat):
 
 # ---------------------------------------------------------------- properties
 
-LADDER = ["Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
+# File types whose sizes keep this order on every architecture. Types of about the same size swap
+# places between architectures (Q4_1 / Q4_K_M, IQ4_NL / Q4_K_S, IQ3_XXS / Q2_K ...): their recipes
+# upgrade different tensors, so they are left out of the chain.
+LADDER = ["IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "Q2_K", "IQ3_S", "IQ3_M", "Q3_K_M", "Q3_K_L",
+          "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "F32"]
+
+
+def test_the_ladder_holds_for_every_catalog_model(cat):
+    for m in cat.models:
+        sizes = [memory.weights(m, cat.quants[q], "gguf", cat, use_artifact=False).total_bytes for q in LADDER]
+        assert sizes == sorted(sizes), m.id
+
+
 MODEL_IDS = [m.id for m in catalog.load().models]
 
 
@@ -180,3 +211,11 @@ def test_a_longer_context_never_needs_less(mid, a, b, rt):
     bits = next(iter(runtime.kv_cache_types.values()))
     kw = dict(sliding_window_cache=runtime.sliding_window_cache, mla_cache=runtime.mla_cache)
     assert memory.kv_cache(m.arch, a, 1, bits, **kw) <= memory.kv_cache(m.arch, b, 1, bits, **kw)
+
+
+def test_on_cpu_equals_an_estimate_without_a_gpu(cat):
+    for mid, q, rt in (("llama-3.1-8b", "Q4_K_M", "llama.cpp"), ("qwen2.5-7b", "BF16", "transformers"),
+                       ("gpt-oss-20b", "MXFP4", "vllm"), ("gemma-2-9b", "IQ2_M", "ollama")):
+        m, r = cat.model(mid), cat.runtime(rt)
+        gpu = memory.estimate(m, q, r, cat, context=4096)
+        assert memory.on_cpu(gpu, m, r, cat) == memory.estimate(m, q, r, cat, context=4096, gpu=False)

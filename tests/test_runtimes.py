@@ -283,18 +283,19 @@ def test_windows_commands_are_powershell(cat):
         assert p.launch.shell == "powershell"
         assert "&&" not in p.launch.command and " & " not in p.launch.command
         assert not any(f"{k}=" in p.launch.command.split(" ")[0] for k in p.launch.env)
-    ollama = next(p for p in plans(cat, m, "qwen2.5-7b", "ollama").plans)
+    ollama = next(p for p in plans(cat, m, "qwen2.5-7b", "ollama").plans if p.artifact.source == "catalog")
     assert ollama.launch.command.startswith("setx OLLAMA_CONTEXT_LENGTH 8192; ollama run ")
     assert "serve" not in ollama.launch.command
     assert ps_quote("it's") == "'it''s'" and ps_quote("-c") == "-c"
 
 
 def test_ollama_serve_only_where_no_app_runs_the_server(cat):
-    linux = plans(cat, box([gpu()]), "qwen2.5-7b", "ollama").plans[0].launch
+    linux = next(p for p in plans(cat, box([gpu()]), "qwen2.5-7b", "ollama").plans
+                 if p.artifact.source == "catalog").launch
     assert linux.command.startswith("OLLAMA_CONTEXT_LENGTH=8192 ollama serve & sleep 2 && ollama run ")
     mac = box([gpu("Apple M3 Max", 64 * GIB, 400 * 10**9, None, vendor="apple")], system="Darwin")
     mac = replace(mac, gpus=(replace(mac.gpus[0], unified_memory=True),))
-    launch = plans(cat, mac, "qwen2.5-7b", "ollama").plans[0].launch
+    launch = next(p for p in plans(cat, mac, "qwen2.5-7b", "ollama").plans if p.artifact.source == "catalog").launch
     assert launch.command == ("launchctl setenv OLLAMA_CONTEXT_LENGTH 8192 && osascript -e 'quit app \"Ollama\"' "
                               "&& open -a Ollama && ollama run qwen2.5:7b-instruct-q4_K_M")
     assert [s.role for s in launch.steps] == ["prepare", "prepare", "client"]

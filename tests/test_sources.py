@@ -78,7 +78,9 @@ def test_can_run_a_local_gguf_launches_that_file():
     best = doc["best"]
     assert best["artifact"]["source"] == "local" and best["artifact"]["path"] == str(smollm2_gguf())
     assert best["artifact"]["size_bytes"] == SMOLLM2_TENSOR_BYTES
-    assert best["launch"]["argv"][:3] == ["llama-server", "-m", str(smollm2_gguf())]
+    assert str(smollm2_gguf()) in best["launch"]["command"]  # llama.cpp -m PATH, or Ollama's Modelfile FROM PATH
+    llama = next(o for o in doc["options"] if o["runtime"] == "llama.cpp")
+    assert llama["launch"]["argv"][:3] == ["llama-server", "-m", str(smollm2_gguf())]
     assert best["licence"]["id"] == "apache-2.0"
 
 
@@ -88,7 +90,10 @@ def test_plan_model_option_restricts_to_the_file():
     assert code == 0, err
     plans = json.loads(out)["plans"]
     assert plans and {p["model"] for p in plans} == {smollm2_gguf().name}
-    assert {p["runtime"] for p in plans} == {"llama.cpp"}  # LM Studio/Ollama import files first
+    # llama.cpp loads the path; Ollama imports it with a Modelfile; LM Studio only fetches from its hub
+    assert {p["runtime"] for p in plans} == {"llama.cpp", "ollama"}
+    ollama = next(p for p in plans if p["runtime"] == "ollama")
+    assert f"FROM {smollm2_gguf()}" in ollama["launch"]["command"]
 
 
 def test_can_run_a_file_takes_milliseconds():
