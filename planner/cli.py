@@ -375,6 +375,11 @@ def gpus(fmt, debug):
     _list_catalog("gpus", fmt)
 
 
+from .commands.bench import bench  # noqa: E402
+
+cli.add_command(bench)
+
+
 # ---------------------------------------------------------------- entry point
 
 
