@@ -112,9 +112,13 @@ class Artifact:
     file: str | None = None
     size_bytes: int | None = None
     tag: str | None = None
+    source: str = "catalog"  # catalog (a listed repo/tag) | local (a file on this disk) | hub | convert
+    path: str | None = None  # the local file or directory, for source "local"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in Artifact.__slots__ if getattr(self, k) is not None}
+        # "source" is written only when it is not the catalog, so catalog plans read as before
+        return {k: getattr(self, k) for k in Artifact.__slots__
+                if getattr(self, k) is not None and not (k == "source" and self.source == "catalog")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -87,6 +87,16 @@ def _catalog():
     return catalog.load()
 
 
+def _resolve(model):
+    """MODEL -> (catalog with any model read from a file or the hub, the models it names)."""
+    from .sources.resolve import resolve
+
+    r = resolve(model, _catalog())
+    for n in r.notes:
+        click.echo(f"note: {n}", err=True)
+    return r.catalog, list(r.models)
+
+
 def _machine(cat, machine_file, gpu, vram, ram, cpu_cores):
     from . import hardware
 
@@ -141,15 +151,17 @@ def cli():
 @click.option("--top", type=click.IntRange(min=1), help="Show this many plans (default 10; all with --all).")
 @click.option("--all", "show_all", is_flag=True, help="Every model x quantization x runtime that fits.")
 @click.option("--explain", is_flag=True, help="Also list what was rejected and why.")
+@click.option("--model", "model", help="Only this model: catalog name, .gguf file, checkpoint dir, config.json, org/name.")
 @debug_option
 def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-         use_cases, min_tps, top, show_all, explain, debug):
+         use_cases, min_tps, top, show_all, explain, model, debug):
     """Ranked model x quantization x runtime plans with launch commands."""
     from . import output, recommend
 
-    cat = _catalog()
+    cat, only = _resolve(model) if model else (_catalog(), [])
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
-    req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps)
+    req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps,
+                   models=tuple(m.id for m in only))
     res = recommend.plan(cat, machine, req, explain=explain)
     plans = res.plans if show_all else recommend.one_per_model(res.plans)
     limit = top if top else (None if show_all else 10)
@@ -190,12 +202,13 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
             debug):
     """Can this box run MODEL? Yes/no, the best way, and what would change the answer.
 
-    MODEL: a catalog id, alias, Hugging Face repo, Ollama tag, or a size such as 70b.
+    MODEL: a catalog id, alias, Hugging Face repo, Ollama tag, or a size such as 70b; or a local
+    .gguf file (any shard of a split set), a checkpoint directory, a config.json, or an org/name
+    repository outside the catalog.
     """
-    from . import catalog, output, recommend
+    from . import output, recommend
 
-    cat = _catalog()
-    targets = catalog.find_models(model, cat)
+    cat, targets = _resolve(model)
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
     _echo_notes(machine)
     docs, any_yes, texts = [], False, []
@@ -273,7 +286,7 @@ def _tps(p) -> str:
 
 @cli.command()
 @click.argument("model")
-@click.option("--quant", required=True, help="Quantization: Q4_K_M, Q8_0, BF16, FP8, AWQ, 4bit...")
+@click.option("--quant", help="Quantization: Q4_K_M, Q8_0, BF16, FP8, AWQ, 4bit... (a file's own by default).")
 @click.option("--runtime", required=True, help="Runtime: llama.cpp, ollama, vllm, transformers...")
 @click.option("--context", callback=_tokens, help="Context in tokens (default: the runtime's default).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent sequences.")
@@ -281,14 +294,21 @@ def _tps(p) -> str:
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @debug_option
 def estimate(model, quant, runtime, context, batch, kv_cache_type, fmt, debug):
-    """Memory breakdown of one configuration (no hardware involved)."""
-    from . import catalog, memory, output, recommend
+    """Memory breakdown of one configuration (no hardware involved).
 
-    cat = _catalog()
-    models = catalog.find_models(model, cat)
+    MODEL: as for can-run, including a local .gguf file, checkpoint directory or config.json.
+    """
+    from . import memory, output, recommend
+
+    cat, models = _resolve(model)
     if len(models) != 1:
         raise UsageError(f"{model!r} names {len(models)} models: {', '.join(m.id for m in models)}",
                          hint="give one id")
+    if quant is None:
+        own = {a.quant for a in models[0].artifacts if a.source != "catalog"}
+        if len(own) != 1:
+            raise UsageError("--quant is required for a catalog model", hint="e.g. --quant Q4_K_M")
+        quant = own.pop()
     rid = recommend.runtime_id(runtime, cat)
     if rid is None:
         import difflib

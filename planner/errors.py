@@ -35,3 +35,7 @@ class CatalogError(PlannerError):
 
 class MachineFileError(PlannerError):
     """An unreadable or invalid machine file; the message names file and field."""
+
+
+class ModelFileError(PlannerError):
+    """A model file or directory that cannot be read or sized; the message names the file and field."""

@@ -62,7 +62,12 @@ def _gguf_values(model: ModelSpec, quant: str, art: Artifact, est: MemoryEstimat
 
 def _llama_cpp(model, quant, art, est, placement, runtime, values):
     values.update(_gguf_values(model, quant, art, est, placement))
+    if art.path:
+        values["gguf_repo"] = art.path
     argv, env = _render(runtime, values)
+    if art.path and "-hf" in argv:  # a local file: -m PATH instead of -hf REPO:QUANT
+        i = argv.index("-hf")
+        argv[i:i + 2] = ["-m", art.path]
     return argv, env, ()
 
 
@@ -122,6 +127,17 @@ def _mlx(model, quant, art, est, placement, runtime, values):
     values["kv_cache_type"] = None
     argv, env = _render(runtime, values)
     return argv, env, ()
+
+
+# Runtimes whose command here can name a local file or directory (llama-server -m PATH; vllm serve
+# PATH, sglang --model-path PATH, from_pretrained(PATH), mlx_lm --model PATH); LM Studio and Ollama
+# import files into their own stores first.
+_LOCAL_PATH = frozenset({"llama.cpp", "vllm", "sglang", "transformers", "mlx-lm"})
+
+
+def loads_local_path(runtime_id: str) -> bool:
+    """Whether the launch command for this runtime can point at a local model path."""
+    return runtime_id in _LOCAL_PATH
 
 
 _BUILDERS: dict[str, Callable] = {

@@ -281,6 +281,8 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     if fmt is None or machine.os.system not in runtime.format_os.get(fmt, (machine.os.system,)):
         return None
     art = model.artifact(fmt, quant.id)
+    if art is not None and art.source == "local" and not launch.loads_local_path(runtime.id):
+        return f"{runtime.id} loads models from its own store, not from a path: use llama.cpp for a local file"
     limit = model.context_length_extended or model.context_length
     if context > limit:
         return f"context {context} exceeds the model's {limit} tokens"

@@ -59,3 +59,21 @@ def test_http_and_heavy_libraries_stay_out_of_the_planning_path():
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}), file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PLANNER.parent, timeout=120)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+
+
+def test_model_sources_import_no_heavy_library_at_module_level():
+    """Header readers stay fast: gguf/numpy only in tests, huggingface_hub only inside hub.py."""
+    for path in (PLANNER / "sources").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                top |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                top.add(node.module.split(".")[0])
+        assert not top & {"gguf", "numpy", "huggingface_hub", "httpx", "requests", "click"}, (path.name, top)
+        everywhere = _imports(path)
+        assert "huggingface_hub" not in everywhere or path.name == "hub.py", path.name
+        assert not everywhere & {"gguf", "numpy", "click"}, path.name
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+        assert not calls, path.name
