@@ -40,7 +40,7 @@ def plan_run(llama_url, tmp_path_factory):
     """One JSON bench with --plan at concurrency 1 and 4, shared by the structure tests."""
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path_factory.mktemp("data")))
     r = run("bench", llama_url + "/v1", "--plan", "smollm2-135m", "--quant", "Q4_1", "--runtime", "llama.cpp",
-            "--concurrency", "1,4", "--requests", "4", "--max-tokens", "24", "--format", "json", env=env)
+            "--concurrency", "1,4", "--requests", "4", "--max-tokens", "12", "--format", "json", env=env)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout), env
 
@@ -96,7 +96,8 @@ def test_plan_gives_a_verdict_and_a_record(plan_run):
 
 
 def test_the_plan_is_matched_from_the_server_when_not_given(llama_url):
-    r = run("bench", llama_url + "/v1", "--requests", "1", "--max-tokens", "8", "--no-save", "--format", "json")
+    r = run("bench", llama_url + "/v1", "--requests", "1", "--max-tokens", "4", "--no-warmup", "--no-save",
+            "--format", "json")
     assert r.returncode == 0, r.stderr
     ep = json.loads(r.stdout)["endpoints"][0]
     # /props names SmolLM2-135M-Instruct.Q4_1.gguf: the catalog artifact, its quant, and llama.cpp
@@ -106,10 +107,10 @@ def test_the_plan_is_matched_from_the_server_when_not_given(llama_url):
 
 def test_table_has_one_row_per_level_and_the_verdict(llama_url):
     r = run("bench", llama_url + "/v1", "--plan", "smollm2-135m", "--quant", "Q4_1", "--runtime", "llama.cpp",
-            "--concurrency", "1,2,4", "--requests", "4", "--max-tokens", "16", "--no-save")
+            "--concurrency", "1,2,4", "--requests", "2", "--max-tokens", "4", "--no-warmup", "--no-save")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    rows = [ln for ln in lines if ln.split()[:1] in (["1"], ["2"], ["4"]) and "/4" in ln]
+    rows = [ln for ln in lines if ln.split()[:1] in (["1"], ["2"], ["4"]) and "2/2" in ln]
     assert [row.split()[0] for row in rows] == ["1", "2", "4"]
     assert "TTFT" in lines[1] and "server tok/s" in lines[1]
     assert any(ln.startswith("Plan: smollm2-135m Q4_1 on llama.cpp") for ln in lines)

@@ -366,3 +366,52 @@ def test_ctrl_c_keeps_the_finished_requests(server, data_home):
     assert level["finished"] == level["ok"] == 2 and level["requests"] == 10
     assert err == "Error: interrupted; the requests that finished are reported above\n"
     assert not (data_home / "plan-deploy").exists()  # an interrupted run saves no record
+
+
+def test_vllm_server_figure_from_metrics(server, capsys):
+    """vLLM's TPOT histogram (vllm docs/design/metrics.md names and exposition format), read before
+    and after the level: 50 more intervals over 0.5 more seconds -> 100 tokens/s per stream."""
+    calls = []
+
+    def metrics(req):
+        calls.append(1)
+        s, n = 1.0 + 0.5 * len(calls), 100 + 50 * len(calls)  # each reading: +0.5 s, +50 intervals
+        model = 'model_name="meta-llama/Llama-3.1-8B-Instruct"'
+        return Response("# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+                        "# TYPE vllm:num_requests_running gauge\n"
+                        f"vllm:num_requests_running{{{model}}} 0.0\n"
+                        "# TYPE vllm:inter_token_latency_seconds histogram\n"
+                        f'vllm:inter_token_latency_seconds_bucket{{le="0.01",{model}}} {n}.0\n'
+                        f"vllm:inter_token_latency_seconds_sum{{{model}}} {s}\n"
+                        f"vllm:inter_token_latency_seconds_count{{{model}}} {n}.0\n", mimetype="text/plain")
+
+    server.expect_request("/v1/models").respond_with_json(
+        {"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct", "object": "model"}]})
+    server.expect_request("/metrics").respond_with_handler(metrics)
+    body = (REPLAY / "lmstudio" / "chat.sse").read_text()
+    server.expect_request("/v1/chat/completions", method="POST").respond_with_handler(
+        lambda req: Response(iter([e + "\n\n" for e in body.split("\n\n") if e]), mimetype="text/event-stream"))
+    code, out, err = bench(capsys, server.url_for("/v1"), "--requests", "1", "--no-warmup", "--no-save",
+                           "--format", "json")
+    assert code == 0, err
+    ep = json.loads(out)["endpoints"][0]
+    assert ep["endpoint"]["runtime"] == "vllm"
+    assert ep["levels"][0]["server_decode_tokens_per_s"] == 100.0
+
+
+def test_ollama_client_covers_chat_list_show_ps_and_v1(server):
+    from planner.clients.ollama import OllamaClient
+
+    url = ollama(server)
+    server.expect_request("/v1/models").respond_with_json(
+        {"object": "list", "data": [{"id": "llama3.2:latest", "object": "model", "owned_by": "library"}]})
+    with OllamaClient(url, timeout_s=5) as c:
+        assert c.version() == "0.5.1"
+        assert [m["name"] for m in c.list_models()] == ["deepseek-r1:latest", "llama3.2:latest"]
+        assert [m["name"] for m in c.ps()] == ["mistral:latest"]
+        assert c.show("llama3.2")["details"]["quantization_level"] == "Q4_K_M"
+        chunks = list(c.chat("llama3.2", [{"role": "user", "content": "hi"}], max_tokens=8))
+        assert "".join(x["message"]["content"] for x in chunks) == "The capital of France is Paris."
+        assert chunks[-1]["done"] is True and chunks[-1]["eval_count"] == 282
+        with c.openai() as v1:
+            assert v1.base == url + "/v1" and v1.models() == ["llama3.2:latest"]

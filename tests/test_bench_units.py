@@ -149,3 +149,36 @@ def test_ollama_host_as_ollama_reads_it(value, url):
     ("http://h/api/v1/chat/completions", "http://h/api/v1", "http://h/api")])
 def test_openai_base_urls(url, base, root):
     assert split_base(url) == (base, root)
+
+
+def test_tpot_histogram_totals_sum_over_labels():
+    from planner.bench.server_metrics import decode_rate, tpot_totals
+
+    text = ('vllm:time_per_output_token_seconds_sum{model_name="a"} 2.0\n'
+            'vllm:time_per_output_token_seconds_count{model_name="a"} 100.0\n'
+            'vllm:time_per_output_token_seconds_sum{model_name="b"} 1.0\n'
+            'vllm:time_per_output_token_seconds_count{model_name="b"} 50.0\n')
+    assert tpot_totals(text) == (3.0, 150.0)
+    assert tpot_totals("# nothing here\n") is None and tpot_totals(None) is None
+    assert decode_rate((3.0, 150.0), (4.0, 200.0)) == 50.0
+    assert decode_rate((3.0, 150.0), (3.0, 150.0)) is None and decode_rate(None, (1.0, 1.0)) is None
+
+
+def test_progress_bar_only_on_a_terminal_and_after_two_seconds(monkeypatch, capsys):
+    from planner.commands import bench as cmd
+
+    clock = [100.0]
+    monkeypatch.setattr(cmd.time, "monotonic", lambda: clock[0])
+    quiet = cmd._Progress("concurrency 1", enabled=False)
+    clock[0] += 5
+    quiet(1, 4)
+    assert quiet.bar is None
+    bar = cmd._Progress("concurrency 1", enabled=True)
+    bar(1, 4)
+    assert bar.bar is None  # under 2 s: nothing drawn
+    clock[0] += 2.5
+    bar(2, 4)
+    bar(3, 4)
+    assert bar.bar is not None and bar.bar.pos == 3
+    bar.close()
+    assert bar.bar is None

@@ -80,7 +80,8 @@ def model_from_name(name: str, cat):
     stem = _stem(name).lower()
     for m in cat.models:
         for a in m.artifacts:
-            if a.file and _stem(a.file).lower() == stem:
+            # llama.cpp's older cache names files "{user}_{repo}_{file}"
+            if a.file and (stem == _stem(a.file).lower() or stem.endswith("_" + _stem(a.file).lower())):
                 return m
     bare = QUANT_RE.sub("", stem).strip("-_.").lower()
     for m in cat.models:

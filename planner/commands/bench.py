@@ -136,7 +136,7 @@ def _render(doc: dict, fmt: str, output) -> str:
 def _bench_one(url, *, api, model, plan_model, quant, runtime, levels, n_requests, max_tokens, prompts, timeout_s,
                warmup, cat, machine, save):
     """(entry, error or None, successful requests, interrupted) for one endpoint."""
-    from ..bench import compare, records
+    from ..bench import compare, records, server_metrics
     from ..bench.client import ollama_request, openai_request
     from ..bench.endpoint import resolve
     from ..bench.runner import Interrupted, run_level
@@ -174,12 +174,16 @@ def _bench_one(url, *, api, model, plan_model, quant, runtime, levels, n_request
                 return request(ep.client, ep.model, prompts[i % len(prompts)], uuid.uuid4().hex[:12], max_tokens, stop)
 
             progress = _Progress(label, sys.stderr.isatty())
+            before = server_metrics.tpot_totals(ep.client.metrics()) if ep.runtime in ("vllm", "sglang") else None
             try:
                 level = run_level(send, requests=n_requests, concurrency=c, tick=progress)
             except Interrupted as stop:
                 level, interrupted = stop.level, True
             finally:
                 progress.close()
+            if before is not None and not interrupted:
+                level.server_decode_tps = server_metrics.decode_rate(
+                    before, server_metrics.tpot_totals(ep.client.metrics()))
             results_levels.append(level)
             if interrupted:
                 break
