@@ -415,3 +415,26 @@ def test_ollama_client_covers_chat_list_show_ps_and_v1(server):
         assert chunks[-1]["done"] is True and chunks[-1]["eval_count"] == 282
         with c.openai() as v1:
             assert v1.base == url + "/v1" and v1.models() == ["llama3.2:latest"]
+
+
+def test_yaml_output(server, capsys):
+    import yaml
+
+    url = ollama(server)
+    code, out, _ = bench(capsys, url, "--requests", "1", "--no-save", "--format", "yaml")
+    assert code == 0
+    doc = yaml.safe_load(out)
+    assert doc["endpoints"][0]["levels"][0]["ok"] == 1 and doc["interrupted"] is False
+
+
+def test_ctrl_c_before_any_request(server, capsys, monkeypatch):
+    from planner.bench import endpoint
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(endpoint, "resolve", interrupted)
+    code, out, err = bench(capsys, ollama(server), "--no-save")
+    assert code == 1
+    assert "interrupted before any request finished" in out
+    assert err == "Error: interrupted; the requests that finished are reported above\n"

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
-import uuid
-from datetime import datetime, timezone
 
 import click
 
@@ -104,10 +101,14 @@ def bench(urls, api, model, plan_model, quant, runtime, levels, n_requests, max_
     errors: list[PlannerError] = []
     total_ok = 0
     for url in urls:
-        entry, err, ok, interrupted = _bench_one(url, api=api, model=model, plan_model=plan_model, quant=quant,
-                                                 runtime=runtime, levels=levels, n_requests=n_requests,
-                                                 max_tokens=max_tokens, prompts=prompts, timeout_s=timeout_s,
-                                                 warmup=warmup, cat=cat, machine=machine, save=save)
+        try:
+            entry, err, ok, interrupted = _bench_one(url, api=api, model=model, plan_model=plan_model, quant=quant,
+                                                     runtime=runtime, levels=levels, n_requests=n_requests,
+                                                     max_tokens=max_tokens, prompts=prompts, timeout_s=timeout_s,
+                                                     warmup=warmup, cat=cat, machine=machine, save=save)
+        except KeyboardInterrupt:  # while connecting or warming up: nothing of this endpoint finished
+            entry, err, ok, interrupted = {"endpoint": {"url": url}, "error": "interrupted before any request "
+                                           "finished"}, None, 0, True
         doc["endpoints"].append(entry)
         total_ok += ok
         if err is not None:
@@ -115,7 +116,7 @@ def bench(urls, api, model, plan_model, quant, runtime, levels, n_requests, max_
         if interrupted:
             doc["interrupted"] = True
             break
-    if len(urls) == 1 and errors and not doc["endpoints"][0].get("levels"):
+    if len(urls) == 1 and errors and not doc["endpoints"][0].get("levels") and not doc["interrupted"]:
         raise errors[0]  # one endpoint that could not be measured at all: one Error/Hint
     click.echo(_render(doc, fmt, output), nl=False)
     if doc["interrupted"]:
@@ -136,6 +137,8 @@ def _render(doc: dict, fmt: str, output) -> str:
 def _bench_one(url, *, api, model, plan_model, quant, runtime, levels, n_requests, max_tokens, prompts, timeout_s,
                warmup, cat, machine, save):
     """(entry, error or None, successful requests, interrupted) for one endpoint."""
+    import uuid
+
     from ..bench import compare, records, server_metrics
     from ..bench.client import ollama_request, openai_request
     from ..bench.endpoint import resolve
@@ -218,6 +221,8 @@ def _round(x, digits):
 
 
 def _measured(level) -> dict:
+    import statistics
+
     ok = level.ok
     decode = [d for d in (r.decode_tps for r in ok) if d is not None]
     server = [r.server_decode_tps for r in ok if r.server_decode_tps is not None]
@@ -231,6 +236,8 @@ def _measured(level) -> dict:
 
 
 def _record(entry: dict, machine) -> dict:
+    from datetime import datetime, timezone
+
     from ..bench.records import SCHEMA
 
     return {"schema": SCHEMA, "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
