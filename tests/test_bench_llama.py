@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def llama_url():
-    with serve(["llama-server", "-m", str(GGUF), "-c", "2048", "-np", "4", "-t", "2", "--port", "0"]) as url:
+    with serve(["llama-server", "-m", str(GGUF), "-c", "2048", "-np", "4", "-t", "1", "--port", "0"]) as url:
         yield url
 
 
