@@ -438,3 +438,25 @@ def test_ctrl_c_before_any_request(server, capsys, monkeypatch):
     assert code == 1
     assert "interrupted before any request finished" in out
     assert err == "Error: interrupted; the requests that finished are reported above\n"
+
+
+@pytest.mark.parametrize("url,why", [("http://", "no host"), ("ftp://x/v1", "the scheme must be http or https"),
+                                     ("http://[::1/v1", "Invalid IPv6 URL"),
+                                     ("http://127.0.0.1:99999/v1", "Port out of range")])
+def test_bad_urls_are_usage_errors_before_any_request(server, capsys, url, why):
+    good = ollama(server)
+    code, out, err = bench(capsys, good, url)
+    assert code == 2 and out == "" and not server.log
+    error, hint = _one_error(err)
+    assert error.startswith(f"Error: invalid URL {url!r}") and why in error
+
+
+@pytest.mark.parametrize("args,text", [(["--concurrency", "0"], "each level must be 1 or more"),
+                                       (["--concurrency", "1,x"], "comma-separated whole numbers"),
+                                       (["--requests", "0"], "--requests"),
+                                       (["--plan", "no-such-model-xyz"], "unknown model 'no-such-model-xyz'")])
+def test_bad_options_are_usage_errors(server, capsys, args, text):
+    code, out, err = bench(capsys, ollama(server), *args)
+    assert code == 2 and out == "" and not server.log
+    error, _ = _one_error(err)
+    assert text in error

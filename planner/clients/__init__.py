@@ -7,7 +7,9 @@ library; it needs Python 3.11, so on 3.10 the `bench` extra installs `httpx`, wh
 
 from __future__ import annotations
 
-from ..errors import PlannerError
+from urllib.parse import urlsplit
+
+from ..errors import PlannerError, UsageError
 
 INSTALL_HINT = "install the optional HTTP client: pip install 'plan-deploy[bench]'"
 
@@ -22,6 +24,27 @@ class EndpointError(PlannerError):
         super().__init__(message, hint)
         self.kind = kind
         self.status = status
+
+
+def check_url(url: str) -> str:
+    """`url` with http:// added when it has no scheme; UsageError (exit 2) unless it is an http(s)
+    URL with a host and a valid port."""
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    hint = "give a URL such as http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise UsageError(f"invalid URL {url!r}: {e}", hint=hint) from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"invalid URL {url!r}: the scheme must be http or https", hint=hint)
+    if not parts.hostname:
+        raise UsageError(f"invalid URL {url!r}: no host", hint=hint)
+    if port == 0:
+        raise UsageError(f"invalid URL {url!r}: port 0", hint=hint)
+    return url
 
 
 def http():

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from . import EndpointError, http, status_error, timeout, translate
+from . import EndpointError, check_url, http, status_error, timeout, translate
 from .openai import OpenAIClient
 
 DEFAULT_PORT = 11434
@@ -48,11 +48,9 @@ class OllamaClient:
     """Ollama's native API. Every method raises EndpointError, never an HTTP library error."""
 
     def __init__(self, url: str | None = None, *, timeout_s: float = 60.0, connect_timeout_s: float | None = None):
-        self.root = (url or host_url()).rstrip("/")
+        self.root = check_url(url or host_url()).rstrip("/")
         if self.root.endswith("/v1"):
             self.root = self.root[:-3]
-        if "://" not in self.root:
-            self.root = "http://" + self.root
         self._timeout = (timeout_s, connect_timeout_s)
         self._lib = http()
         self._client = self._lib.Client(timeout=timeout(timeout_s, connect_timeout_s), trust_env=False)

@@ -15,15 +15,14 @@ import json
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from . import EndpointError, http, status_error, timeout, translate
+from . import EndpointError, check_url, http, status_error, timeout, translate
 
 
 def split_base(url: str) -> tuple[str, str]:
-    """("http://h:p/v1", "http://h:p") from a URL given with or without /v1 (and with or without a trailing /)."""
-    url = url.strip()
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
+    """("http://h:p/v1", "http://h:p") from a URL given with or without /v1 (and with or without a trailing /).
+
+    UsageError for a URL that is not http(s)://host[:port][/path]."""
+    parts = urlsplit(check_url(url))
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions"):
         path = path[: -len("/chat/completions")]

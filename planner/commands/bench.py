@@ -79,6 +79,10 @@ def bench(urls, api, model, plan_model, quant, runtime, levels, n_requests, max_
     from .. import catalog, output
     from ..bench import prompts as prompt_sets
 
+    from ..clients import check_url
+
+    for url in urls:
+        check_url(url)  # every URL is checked before any request: a typo is a usage error (exit 2)
     prompts = prompt_sets.load(prompts_file) if prompts_file else prompt_sets.BUILTIN
     cat = catalog.load()
     if plan_model:
