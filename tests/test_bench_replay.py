@@ -460,3 +460,16 @@ def test_bad_options_are_usage_errors(server, capsys, args, text):
     assert code == 2 and out == "" and not server.log
     error, _ = _one_error(err)
     assert text in error
+
+
+def test_a_server_without_usage_gives_no_token_rate(server, capsys):
+    body = (REPLAY / "lmstudio" / "chat.sse").read_text()
+    events = [e + "\n\n" for e in body.split("\n\n") if e and '"usage"' not in e]
+    url = lmstudio(server, chat=sse(events))
+    code, out, err = bench(capsys, url, "--requests", "1", "--no-warmup", "--no-save", "--format", "json")
+    assert code == 0, err
+    level = json.loads(out)["endpoints"][0]["levels"][0]
+    r = level["results"][0]
+    assert r["ok"] and r["completion_tokens"] is None and r["decode_tokens_per_s"] is None
+    assert "no usage" in r["note"] and level["decode_tokens_per_s"]["p50"] is None
+    assert level["ttft_s"]["p50"] > 0

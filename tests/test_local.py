@@ -66,7 +66,11 @@ def home(tmp_path, monkeypatch):
     expected["ollama"] = _smollm(ollama / "blobs" / DIGEST.replace(":", "-"), "Q8_0", 7)
     manifest = ollama / "manifests/registry.ollama.ai/library/smollm2/135m"
     manifest.parent.mkdir(parents=True)
-    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+    config = "sha256:" + "ef" * 32  # ConfigV2 (types/model/config.go): file_type is the quantization
+    (ollama / "blobs" / config.replace(":", "-")).write_text(json.dumps(
+        {"model_format": "gguf", "model_family": "llama", "model_type": "135M", "file_type": "Q8_0"}))
+    manifest.write_text(json.dumps({"schemaVersion": 2, "config": {
+        "mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": 1}, "layers": [
         {"mediaType": "application/vnd.ollama.image.model", "digest": DIGEST, "size": 1},
         {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "cd" * 32, "size": 1}]}))
     return h, expected
@@ -217,3 +221,12 @@ def test_plan_scan_is_cheap(home):
     t = time.perf_counter()
     found = stores.scan(catalog.load(), headers=False)
     assert found and time.perf_counter() - t < 1.0
+
+
+def test_an_ollama_plan_says_the_tag_is_pulled(home, capsys):
+    with pytest.raises(SystemExit):
+        main(["plan", "--model", "smollm2-135m", "--runtime", "ollama", "--all", "--format", "json"])
+    plans = json.loads(capsys.readouterr().out)["plans"]
+    q8 = next(p for p in plans if p["quant"] == "Q8_0")
+    assert "already on disk: ollama has smollm2:135m" in q8["notes"]
+    assert q8["launch"]["argv"][0] == "ollama"  # Ollama loads from its own store: command unchanged

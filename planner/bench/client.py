@@ -58,7 +58,7 @@ def openai_request(client, model: str, prompt: Prompt, nonce: str, max_tokens: i
         res.prompt_tokens = usage.get("prompt_tokens")
         res.completion_tokens = usage.get("completion_tokens")
     else:
-        res.error = "the server sent no usage: decode tokens/s unknown"
+        res.note = "the server sent no usage: token counts and decode tokens/s unknown (chunks are not tokens)"
     if timings:
         res.server_completion_tokens = timings.get("predicted_n")
         res.server_decode_tps = timings.get("predicted_per_second")

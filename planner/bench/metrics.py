@@ -25,6 +25,7 @@ class RequestResult:
     error: str | None = None
     error_kind: str | None = None
     hint: str | None = None
+    note: str | None = None  # on a success: what could not be measured
     ttft_s: float | None = None
     e2e_s: float | None = None
     prompt_tokens: int | None = None
@@ -46,6 +47,7 @@ class RequestResult:
 
     def to_dict(self) -> dict:
         return {"prompt": self.prompt_id, "ok": self.ok, "error": self.error, "error_kind": self.error_kind,
+                "note": self.note,
                 "ttft_s": _r(self.ttft_s, 6), "e2e_s": _r(self.e2e_s, 6), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "server_completion_tokens": self.server_completion_tokens, "decode_tokens_per_s": _r(self.decode_tps, 2),

@@ -162,6 +162,7 @@ def scan_ollama(root: Path, headers: bool) -> list[LocalModel]:
         except (OSError, ValueError):
             continue
         layers = doc.get("layers") if isinstance(doc, dict) else None
+        config_quant = _ollama_file_type(root, doc.get("config") if isinstance(doc, dict) else None)
         for layer in layers or ():
             if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_LAYER:
                 blob = root / "blobs" / str(layer.get("digest", "")).replace(":", "-")
@@ -170,8 +171,20 @@ def scan_ollama(root: Path, headers: bool) -> list[LocalModel]:
                                           note="manifest names a missing blob"))
                     continue
                 size, quant, note = _size(blob, headers)
-                out.append(LocalModel("ollama", name, str(blob), size, "gguf", quant, note=note))
+                out.append(LocalModel("ollama", name, str(blob), size, "gguf", quant or config_quant, note=note))
     return out
+
+
+def _ollama_file_type(root: Path, config: object) -> str | None:
+    """The quantization Ollama recorded in a manifest's config blob (`file_type`, e.g. "Q4_K_M")."""
+    if not isinstance(config, dict) or not str(config.get("digest", "")).startswith("sha256:"):
+        return None
+    try:
+        doc = json.loads((root / "blobs" / config["digest"].replace(":", "-")).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = doc.get("file_type") if isinstance(doc, dict) else None
+    return value.upper() if isinstance(value, str) and value else None
 
 
 def scan(cat=None, *, headers: bool = True) -> list[LocalModel]:
