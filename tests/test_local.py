@@ -230,3 +230,19 @@ def test_an_ollama_plan_says_the_tag_is_pulled(home, capsys):
     q8 = next(p for p in plans if p["quant"] == "Q8_0")
     assert "already on disk: ollama has smollm2:135m" in q8["notes"]
     assert q8["launch"]["argv"][0] == "ollama"  # Ollama loads from its own store: command unchanged
+
+
+def test_a_cached_checkpoint_marks_vllm_and_transformers_plans(home, capsys):
+    h, _ = home
+    snap = h / ".cache/huggingface/hub/models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots/0123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "torch_dtype": "bfloat16"}))
+    (snap / "model.safetensors").write_bytes(b"\0" * 64)
+    found = {(m.source, m.format): m for m in stores.scan(catalog.load(), headers=False)}
+    st = found[("hf", "safetensors")]
+    assert st.catalog_id == "smollm2-135m" and st.quant == "BF16" and st.bytes == 64
+    with pytest.raises(SystemExit):
+        main(["plan", "--model", "smollm2-135m", "--runtime", "transformers", "--all", "--format", "json"])
+    plans = json.loads(capsys.readouterr().out)["plans"]
+    bf16 = next(p for p in plans if p["quant"] == "BF16")
+    assert f"already on disk: {snap} (Hugging Face cache)" in bf16["notes"]

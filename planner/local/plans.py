@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 # Which stores a runtime can use without downloading: llama-server loads any GGUF by path (an
-# Ollama blob is a GGUF file too); Ollama and LM Studio only their own stores.
-USABLE = {"llama.cpp": ("hf", "llama.cpp", "lmstudio", "ollama"), "ollama": ("ollama",), "lm-studio": ("lmstudio",)}
+# Ollama blob is a GGUF file too); Ollama and LM Studio only their own stores; vLLM, SGLang and
+# Transformers find a Hugging Face repo in the hub cache by its id (their command stays the same).
+USABLE = {"llama.cpp": ("hf", "llama.cpp", "lmstudio", "ollama"), "ollama": ("ollama",), "lm-studio": ("lmstudio",),
+          "vllm": ("hf",), "sglang": ("hf",), "transformers": ("hf",)}
+SAME_COMMAND = ("ollama", "vllm", "sglang", "transformers")
 
 
 def mark(plans: list, cat, *, found: list | None = None) -> list:
@@ -27,14 +30,16 @@ def mark(plans: list, cat, *, found: list | None = None) -> list:
     out = []
     for p in plans:
         usable = USABLE.get(p.runtime.id, ())
+        fmt = "safetensors" if p.runtime.id in ("vllm", "sglang", "transformers") else "gguf"
         hits = [m for m in local if m.catalog_id == p.model.id and m.quant.upper() == p.quant.upper()
-                and m.source in usable]
+                and m.source in usable and m.format == fmt]
         if not hits:
             out.append(p)
             continue
         hit = sorted(hits, key=lambda m: usable.index(m.source))[0]
-        if p.runtime.id == "ollama":
-            note = f"already on disk: ollama has {hit.id}"
+        if p.runtime.id in SAME_COMMAND:
+            note = f"already on disk: ollama has {hit.id}" if p.runtime.id == "ollama" else \
+                f"already on disk: {hit.path} (Hugging Face cache)"
             out.append(replace(p, notes=(*p.notes, note)))
             continue
         art = replace(p.artifact, source="local", path=hit.path)

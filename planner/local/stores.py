@@ -128,8 +128,25 @@ def scan_hf(root: Path, headers: bool) -> list[LocalModel]:
                 out.append(LocalModel("hf", repo, str(f), size, "gguf", quant, note=note))
             tensors = sorted(snap.glob("*.safetensors"))
             if tensors and (snap / "config.json").exists():
-                out.append(LocalModel("hf", repo, str(snap), sum(_stat(t) for t in tensors), "safetensors", None))
+                out.append(LocalModel("hf", repo, str(snap), sum(_stat(t) for t in tensors), "safetensors",
+                                      _checkpoint_quant(snap / "config.json")))
     return out
+
+
+def _checkpoint_quant(config: Path) -> str | None:
+    """BF16/F16/F32 from config.json's torch_dtype (or dtype), or the quantization_config's method
+    (AWQ, GPTQ, FP8...) in capitals (transformers' config.json keys)."""
+    try:
+        doc = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    qc = doc.get("quantization_config")
+    if isinstance(qc, dict) and isinstance(qc.get("quant_method"), str):
+        return qc["quant_method"].upper()
+    dtype = doc.get("torch_dtype") or doc.get("dtype") or (doc.get("text_config") or {}).get("torch_dtype")
+    return {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}.get(str(dtype))
 
 
 def scan_plain(source: str, root: Path, headers: bool) -> list[LocalModel]:
