@@ -78,7 +78,6 @@ def bench(urls, api, model, plan_model, quant, runtime, levels, n_requests, max_
     """
     from .. import catalog, output
     from ..bench import prompts as prompt_sets
-
     from ..clients import check_url
 
     for url in urls:
