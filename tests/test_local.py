@@ -246,3 +246,19 @@ def test_a_cached_checkpoint_marks_vllm_and_transformers_plans(home, capsys):
     plans = json.loads(capsys.readouterr().out)["plans"]
     bf16 = next(p for p in plans if p["quant"] == "BF16")
     assert f"already on disk: {snap} (Hugging Face cache)" in bf16["notes"]
+
+
+def test_installed_programs_and_packages(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("ollama", "ollama version is 0.5.1"), ("llama-server", "version: 5890 (a1b2c3d)\nbuilt with cc")):
+        f = bin_dir / name
+        f.write_text(f"#!/bin/sh\necho '{text}'\n")
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    found, notes = runtimes.detect(running=False)
+    by_name = {r.name: r for r in found}
+    assert by_name["ollama"].version == "0.5.1" and by_name["ollama"].path == str(bin_dir / "ollama")
+    assert by_name["llama.cpp"].version == "b5890" and by_name["llama.cpp"].path == str(bin_dir / "llama-server")
+    assert by_name["llama.cpp"].packages.get("xllamacpp")  # the wheel these tests use, found by its metadata
+    assert by_name["ollama"].running is None and notes == []
