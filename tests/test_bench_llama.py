@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.llama_server import serve, smollm2_gguf
+from tests.llama_server import serve
+from tests.smollm2 import smollm2_gguf
 
 pytest.importorskip("xllamacpp")
 GGUF = smollm2_gguf()

@@ -12,7 +12,7 @@ from planner.bench.metrics import Level, RequestResult, percentiles
 from planner.clients.ollama import host_url
 from planner.clients.openai import split_base
 from planner.errors import UsageError
-from tests.llama_server import smollm2_gguf
+from tests.smollm2 import smollm2_gguf
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from planner.cli import main
 from planner.local import plans as local_plans
 from planner.local import runtimes, stores
 from tests.gguf_fixtures import llama_metadata, write_gguf
-from tests.llama_server import smollm2_gguf
+from tests.smollm2 import smollm2_gguf
 
 REPLAY = Path(__file__).resolve().parent / "replay"
 DIGEST = "sha256:" + "ab" * 32
