@@ -217,9 +217,10 @@ def cli():
 @click.option("--all", "show_all", is_flag=True, help="Every model x quantization x runtime that fits.")
 @click.option("--explain", is_flag=True, help="Also list what was rejected and why.")
 @click.option("--model", "model", help="Only this model: catalog name, .gguf file, checkpoint dir, config.json, org/name.")
+@click.option("--prefer-local", is_flag=True, help="Rank plans whose model file is already on this disk first.")
 @debug_option
 def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-         use_cases, min_tps, top, show_all, explain, model, debug):
+         use_cases, min_tps, top, show_all, explain, model, prefer_local, debug):
     """Ranked model x quantization x runtime plans with launch commands."""
     from . import output, recommend
 
@@ -229,7 +230,15 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
                    models=tuple(m.id for m in only))
     res = recommend.plan(cat, machine, req, explain=explain, best_only=not (show_all or explain))
     machine = machine.with_notes(*res.notes)
+    if not (machine_file or gpu or vram is not None):  # this machine: use model files already on its disk
+        from .local import plans as local_plans
+
+        res.plans = local_plans.mark(res.plans, cat, machine, options=req.options)
     plans = res.plans if show_all else recommend.one_per_model(res.plans)
+    if prefer_local:
+        from .local import plans as local_plans
+
+        plans = local_plans.prefer(res.plans, plans, show_all)
     limit = top if top else (None if show_all else 10)
     shown = plans[:limit] if limit else plans
     excluded_n = sum(len(v) for v in res.licence_excluded.values())
@@ -418,8 +427,10 @@ def estimate(model, quant, runtime, context, batch, kv_cache_type, device, fmt, 
 @click.option("--measure-bandwidth", is_flag=True,
               help="Also measure RAM bandwidth as CPU decode reads it (all usable cores streaming at once, "
                    "a few seconds); recorded in the machine document and used for CPU speed estimates.")
+@click.option("--local", "local", is_flag=True,
+              help="Also list installed and running runtimes and the model files on disk (read-only).")
 @debug_option
-def probe(fmt, save, machine_file, measure_bandwidth, debug):
+def probe(fmt, save, machine_file, measure_bandwidth, local, debug):
     """This machine's hardware, in the machine schema."""
     from . import hardware, output
     from .probe import probe as run_probe
@@ -435,7 +446,12 @@ def probe(fmt, save, machine_file, measure_bandwidth, debug):
     if save:
         ext_fmt = "json" if save.lower().endswith(".json") else "yaml"
         hardware.write_atomic(save, hardware.dump_machine(m, ext_fmt))
-    if fmt == "table":
+    if local:
+        from .local import report
+
+        doc = report.document(m.to_dict(), _catalog())
+        click.echo(output.machine_table(m) + report.table(doc) if fmt == "table" else output.dump(doc, fmt), nl=False)
+    elif fmt == "table":
         click.echo(output.machine_table(m), nl=False)
     else:
         click.echo(hardware.dump_machine(m, fmt), nl=False)
@@ -509,6 +525,11 @@ def finetune(model, machine_file, gpu, vram, ram, cpu_cores, debug, **opts):
     text, code = finetune_cli.run(cat, machine, model=model, **opts)
     click.echo(text, nl=False)
     sys.exit(code)
+
+
+from .commands.bench import bench  # noqa: E402
+
+cli.add_command(bench)
 
 
 # ---------------------------------------------------------------- entry point

@@ -2,6 +2,7 @@
 
     python scripts/calibrate_speed.py            # fit the constants
     python scripts/calibrate_speed.py --report   # error table of the shipped constants
+    python scripts/calibrate_speed.py --records DIR   # measured vs predicted in saved bench records
 
 Model: seconds per token = bytes read / (efficiency x bandwidth) + layers x per-layer overhead.
 For each backend it grid-searches (efficiency, per-layer overhead) for the least median absolute
@@ -166,5 +167,33 @@ def report() -> None:
         print(f"{klass:18} {len(errs):4d} {statistics.median(errs):12.1%} {inside / len(errs):9.0%}")
 
 
+def records_report(directory: str) -> None:
+    """Measured (single-request decode tokens/s) vs predicted for each `plan-deploy bench` record in
+    `directory` (default location: see planner/bench/records.py), and how many fall in the range."""
+    from planner.bench.records import load
+
+    recs = [r for r in load(directory) if r.get("prediction") and (r.get("measured") or {}).get("decode_tokens_per_s")]
+    print(f"{'record':44} {'model':18} {'quant':7} {'runtime':10} {'predicted (low-high)':>24} {'measured':>9} verdict")
+    errs = []
+    for r in recs:
+        t, p = r["target"], r["prediction"]["tokens_per_s"]
+        m = r["measured"]["decode_tokens_per_s"]
+        errs.append(abs(p["expected"] - m) / m)
+        print(f"{Path(r['_path']).name[:44]:44} {t['model']:18} {t['quant']:7} {t['runtime']:10} "
+              f"{p['expected']:8.1f} ({p['low']:.1f}-{p['high']:.1f}) {m:9.1f} {r['verdict']}")
+    if errs:
+        inside = sum(r["verdict"] == "inside" for r in recs)
+        print(f"records={len(recs)} median |predicted-measured|/measured={statistics.median(errs):.1%} "
+              f"inside the range={inside}/{len(recs)}")
+    else:
+        print(f"no bench records with a prediction in {directory}")
+
+
 if __name__ == "__main__":
-    report() if "--report" in sys.argv else main()
+    if "--records" in sys.argv:
+        i = sys.argv.index("--records")
+        if i + 1 >= len(sys.argv):
+            sys.exit("usage: calibrate_speed.py --records DIR")
+        records_report(sys.argv[i + 1])
+    else:
+        report() if "--report" in sys.argv else main()

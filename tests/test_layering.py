@@ -34,6 +34,33 @@ def test_only_the_cli_imports_click_and_library_code_does_not_print():
         assert not calls, path.name
 
 
+def test_subpackages_keep_click_to_commands_and_print_nothing():
+    for path in PLANNER.rglob("*.py"):
+        if path.parent == PLANNER:
+            continue
+        rel = path.relative_to(PLANNER)
+        if rel.parts[0] != "commands":
+            assert "click" not in _imports(path), rel
+        calls = [n for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+        assert not calls, rel
+
+
+def test_http_and_heavy_libraries_stay_out_of_the_planning_path():
+    """Importing the CLI and running `plan` loads no HTTP client, numpy, gguf, hub or llama.cpp binding."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from planner.cli import main\n"
+            "try:\n    main(['plan', '--machine', 'tests/machines/gpu-24gb.yaml', '--format', 'json'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = {'httpx', 'httpx2', 'httpcore', 'httpcore2', 'numpy', 'gguf', 'huggingface_hub', 'xllamacpp',"
+            " 'platformdirs'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}), file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PLANNER.parent, timeout=120)
+    assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+
+
 def test_model_sources_import_no_heavy_library_at_module_level():
     """Header readers stay fast: gguf/numpy only in tests, huggingface_hub only inside hub.py."""
     for path in (PLANNER / "sources").glob("*.py"):

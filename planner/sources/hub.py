@@ -46,7 +46,10 @@ def fetch(repo: str) -> HubModel:
         raise PlannerError(f"{repo!r} is not in the catalog, and reading it from the Hugging Face Hub needs "
                            "the optional huggingface_hub package",
                            hint="pip install 'plan-deploy[hub]'; or " + INSTEAD.format(repo=repo)) from None
-    import httpx
+    try:  # huggingface_hub 1.x raises httpx errors; 2.x depends on httpx2 instead
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
 
     # Offline (HF_HUB_OFFLINE=1, or the endpoint does not answer a connection within a few
     # seconds): read huggingface_hub's cache only, rather than retrying for half a minute.

@@ -1,0 +1,1 @@
+"""What is installed, running and stored on this machine: runtimes, servers and model files."""
