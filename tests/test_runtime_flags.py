@@ -344,3 +344,9 @@ def main():
     assert opts["--log-level"]["choices"] == ["DEBUG", "INFO"]
     assert opts["--stop"]["value"] == "many"
     assert opts["--cache"]["names"] == ["--cache", "--no-cache"]
+
+
+def test_with_no_version_the_newest_recorded_table_is_used():
+    assert sorted(["0.33.0", "0.9.0", "v0.10.1"], key=flags._version_key) == ["0.9.0", "v0.10.1", "0.33.0"]
+    launch = SimpleNamespace(argv=["vllm", "serve", "m", "--max-model-len", "4096"], env={}, steps=())
+    assert flags.check_launch("vllm", None, launch) == []

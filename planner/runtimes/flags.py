@@ -1,9 +1,9 @@
 """Launch commands checked against the option tables recorded from each runtime's own parser.
 
 The tables live in data/runtime_flags/<runtime>-<version>.yaml, one per runtime version, written by
-scripts/dump_runtime_flags.py from the runtime's source (llama.cpp common/arg.cpp, vLLM's and
-SGLang's argparse setup, mlx_lm/server.py, Ollama's cobra flags and envconfig, lms's commander
-options); data/runtime_flags/platform.yaml adds the GPU-selection variables read by the CUDA and
+scripts/dump_runtime_flags.py from the runtime itself (llama.cpp common/arg.cpp, vLLM's and
+SGLang's own argparse parsers, mlx_lm/server.py, Ollama's cobra flags and envconfig, lms's
+commander options); data/runtime_flags/platform.yaml adds the GPU-selection variables read by the CUDA and
 ROCm runtimes. A command passes when every flag is spelt exactly as the parser knows it (no
 argparse-style abbreviations), has the values it needs, every value with a fixed set of choices
 is one of them, and every environment variable is one the runtime (or its GPU stack) reads.
@@ -86,10 +86,15 @@ def flags_dir() -> Path:
     return data_dir() / "runtime_flags"
 
 
+def _version_key(version: str) -> tuple:
+    """0.9.0 < 0.33.0: numbers compare as numbers, the rest as text."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", _norm(version)))
+
+
 def recorded_versions(runtime_id: str) -> list[str]:
-    """The versions of `runtime_id` that have a recorded table, sorted as strings."""
+    """The versions of `runtime_id` that have a recorded table, oldest first."""
     prefix = f"{runtime_id}-"
-    return sorted(p.stem[len(prefix):] for p in flags_dir().glob(f"{prefix}*.yaml"))
+    return sorted((p.stem[len(prefix):] for p in flags_dir().glob(f"{prefix}*.yaml")), key=_version_key)
 
 
 def _norm(version: str) -> str:
@@ -116,7 +121,7 @@ def _tool(argv: tuple[str, ...]) -> dict | None:
 
 @functools.lru_cache(maxsize=None)
 def load_table(runtime_id: str, version: str) -> FlagTable | None:
-    """The table of `runtime_id` at `version` (a leading v is ignored), or None when none is recorded."""
+    """The table of `runtime_id` at `version` (a leading v or b is ignored), or None when none is recorded."""
     match = [v for v in recorded_versions(runtime_id) if _norm(v) == _norm(version)]
     if not match:
         return None
