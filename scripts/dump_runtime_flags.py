@@ -766,20 +766,29 @@ def ollama(src: Source) -> dict:
     programs: dict = {}
     # cobra: <var>.Flags().<Kind>[P]("name", ["x",] default, "usage")
     flags_of: dict[str, list[dict]] = {}
+    # pflag: a flag with NoOptDefVal takes its value only as --flag=value (a bare --flag uses the default)
+    inline_only = set(re.findall(r'Lookup\("([\w-]+)"\)\.NoOptDefVal\s*=', cmd))
     for m in re.finditer(r'(\w+)\.Flags\(\)\.(\w+?)(P?)\(\s*"([\w-]+)"\s*,\s*(?:"(\w)"\s*,)?', cmd):
         var, kind, short, name, letter = m.groups()
-        value = "none" if kind.startswith("Bool") else "one"
+        value = "none" if kind.startswith("Bool") else "inline" if name in inline_only else "one"
         names = [f"--{name}"] + ([f"-{letter}"] if short and letter else [])
         flags_of.setdefault(var, []).append(_option(names, value))
-    commands = {}
+    commands, positionals = {}, {}
     for m in re.finditer(r'(\w+)\s*:?=\s*&cobra\.Command\{\s*Use:\s*"(\w+)', cmd):
         commands[m.group(1)] = m.group(2)
+        # cobra's argument check: ExactArgs(n), MinimumNArgs(n) (no upper bound), NoArgs, ...
+        body = cmd[m.end():]
+        body = body[:re.search(r"\n\t}|$", body).start()]  # this command's struct literal only
+        args = re.search(r"Args:\s*cobra\.(\w+)(?:\((\d+)(?:,\s*(\d+))?\))?", body)
+        if args:
+            kind, a, b = args.groups()
+            positionals[m.group(1)] = {"ExactArgs": a, "MaximumNArgs": a, "RangeArgs": b, "NoArgs": 0}.get(kind, "many")
     for var, use in commands.items():
         if use in ("serve", "run", "pull", "ps", "stop", "list", "show", "create"):
-            # every command inherits the root's persistent flags (--help, --version on the root)
+            # every command has cobra's -h/--help
             opts = flags_of.get(var, []) + [_option(["-h", "--help"], "none")]
-            programs[f"ollama {use}"] = {"positionals": 0 if use in ("serve", "ps", "list") else 2,
-                                         "options": _merge(opts)}
+            n = positionals.get(var, "many")
+            programs[f"ollama {use}"] = {"positionals": n if n == "many" else int(n), "options": _merge(opts)}
     cfg = src.read("envconfig/config.go")
     env = set(re.findall(r'"([A-Z][A-Z0-9]*_[A-Z0-9_]+)"', cfg))  # String("X"), Uint("X", d), Var("X"), ...
     version = _describe(src)

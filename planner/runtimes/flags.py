@@ -28,7 +28,7 @@ _PYTHONS = ("python", "python3")
 class Option:
     """One option: all its spellings, how many values it takes and which values it accepts.
 
-    value: none | one | two | optional | many.  choices: the parser's fixed set (None: any).
+    value: none | one | two | optional | many | inline (a value only as --flag=value).  choices: the parser's fixed set (None: any).
     range: numeric bounds {gt, ge, lt, le} the parser enforces.  env: the variable that sets it.
     """
 
@@ -64,7 +64,7 @@ class Program:
     """One command of a runtime (`llama-server`, `vllm serve`, `lms load`) and its options."""
 
     prefix: tuple[str, ...]
-    positionals: int
+    positionals: float  # how many positional arguments it takes (inf: any number)
     options: Mapping[str, Option]
     equals_values: bool = True  # --flag=value is split (argparse, cobra, commander; not llama.cpp)
 
@@ -137,7 +137,8 @@ def load_table(runtime_id: str, version: str) -> FlagTable | None:
             options.update({n: opt for n in opt.names})
             if opt.env:
                 env_options[opt.env] = opt
-        programs.append(Program(prefix=tuple(prefix.split()), positionals=int(prog.get("positionals", 0)),
+        n = prog.get("positionals", 0)
+        programs.append(Program(prefix=tuple(prefix.split()), positionals=float("inf") if n == "many" else int(n),
                                 options=options, equals_values=bool(prog.get("equals_values", True))))
     programs.sort(key=lambda p: -len(p.prefix))  # longest prefix first: `lms server start` before `lms`
     return FlagTable(runtime=raw["runtime"], version=str(raw["version"]), source=raw["source"],
@@ -212,7 +213,9 @@ def check_argv(table: FlagTable, argv: Iterable[str], deprecated: bool = False) 
         if deprecated and opt.deprecated:
             problems.append(f"{where}: {flag} is deprecated in {table.runtime} {table.version}: {opt.deprecated}")
         values: list[str] = []
-        if opt.value == "none":
+        if opt.value == "inline":
+            values = [inline] if inline is not None else []
+        elif opt.value == "none":
             if inline is not None:
                 problems.append(f"{where}: {flag} takes no value")
         elif inline is not None:
@@ -237,7 +240,7 @@ def check_argv(table: FlagTable, argv: Iterable[str], deprecated: bool = False) 
             if not opt.accepts(v):
                 problems.append(f"{where}: {flag} {v!r} is not accepted (allowed: {opt.allowed()})")
     if positionals > prog.positionals:
-        problems.append(f"{where}: {positionals} positional arguments, the parser takes {prog.positionals}")
+        problems.append(f"{where}: {positionals} positional arguments, the parser takes {prog.positionals:g}")
     if prog.prefix == ("python",) and len(argv) > 2 and argv[1] == "-c":
         try:
             compile(argv[2], "<python -c>", "exec")
