@@ -132,7 +132,8 @@ def _table() -> flags.FlagTable:
 
 
 def to_params(argv: Sequence[str]):
-    """xllamacpp.CommonParams for a `llama-server ...` argv, as llama.cpp's parser would fill them.
+    """xllamacpp.CommonParams for a `llama-server ...` argv (the program name may be left out), as
+    llama.cpp's parser would fill them.
 
     Raises ValueError for a command the real parser refuses (unknown flag, missing value, a value
     outside its choices) and for a flag this mapping does not cover: nothing is silently dropped.
@@ -141,6 +142,8 @@ def to_params(argv: Sequence[str]):
     import xllamacpp as xlc
 
     argv = list(argv)
+    if not argv or argv[0].startswith("-"):  # the options alone, without the program name
+        argv = ["llama-server", *argv]
     table = _table()
     problems = flags.check_argv(table, argv)
     if problems:

@@ -119,6 +119,10 @@ def test_server_switches_map_onto_their_fields():
     assert p.n_predict == 16 and p.sampling.seed == 7 and p.sampling.temp == 0 and p.model_alias == {"smol"}
 
 
+def test_the_program_name_may_be_left_out():
+    assert to_params(["-m", "m.gguf", "-c", "512"]).n_ctx == 512
+
+
 def test_yarn_settings_map_as_llama_cpp_reads_them():
     import xllamacpp as xlc
 
