@@ -841,7 +841,9 @@ def lm_studio(src: Source) -> dict:
         for helper, hpath in helpers.items():
             if helper + "(" in text:
                 opts += _commander(src.read(hpath))
-        programs[cmd] = {"positionals": 0 if cmd == "lms server start" else 1, "options": _merge(opts)}
+        args = re.findall(r'\.argument\(\s*"([^"]+)"', text)  # commander: "<name>", "[name]", "[name...]"
+        n = "many" if any(a.endswith("...]") or a.endswith("...>") for a in args) else len(args)
+        programs[cmd] = {"positionals": n, "options": _merge(opts)}
     load = src.read("src/subcommands/load.ts")
     gpu = next(o for o in programs["lms load"]["options"] if "--gpu" in o["names"])
     if re.search(r'"off"', load) and re.search(r'"max"', load):
