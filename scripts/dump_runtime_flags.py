@@ -5,7 +5,8 @@ option takes a value, the allowed values where the parser has choices) and the e
 variables the runtime reads, with a header naming the source it was read from and the command
 that wrote it. planner/runtimes/flags.py checks launch commands against these tables.
 
-Nothing is imported or built: every table is read from the runtime's own source text.
+Nothing is built. vLLM and SGLang are read from their own parsers when --python names an
+interpreter that can import them, else from their source with ast; the others from source text.
 
   llama-server  SDIST       the llama-cpp-python sdist from PyPI, which vendors llama.cpp:
                               pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d DIR
@@ -28,6 +29,11 @@ Nothing is imported or built: every table is read from the runtime's own source 
 
   --commit REV  (git sources) read that revision; default HEAD.
   --repo O/N    (git sources) the GitHub owner/name, when the clone has no github.com remote.
+  --python PY   (vllm, sglang) an interpreter in which that version is installed, e.g. a throwaway
+                venv: pip install torch (CPU) and the wheel with --no-deps, then whatever its import
+                asks for. The table then comes from the runtime's own argparse parser (every
+                spelling it accepts, hidden ones included); the wheel still gives the version,
+                the bounds checked at startup and the deprecation notes.
   --out DIR     where to write (default: data/runtime_flags next to this script's checkout).
 """
 
@@ -35,7 +41,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import io
+import json
+import os
 import re
 import subprocess
 import sys
@@ -522,7 +529,7 @@ class _Dataclasses:
         return ["obj"]
 
 
-def vllm(src: Source) -> dict:
+def _vllm_ast(src: Source) -> dict:
     version = _wheel_version(src)
     cfg_files = [n for n in src.names() if re.match(r"vllm/config/\w+\.py$", n)]
     frontend = "vllm/entrypoints/common/cli_args.py"
@@ -656,7 +663,7 @@ def _sglang_option(name: str, elts: list, kw: dict, names: dict) -> dict | None:
     return _option(names_, value, choices)
 
 
-def sglang(src: Source) -> dict:
+def _sglang_ast(src: Source) -> dict:
     version = _wheel_version(src)
     name = "sglang/srt/server_args.py"
     tree = ast.parse(src.read(name))
@@ -759,20 +766,29 @@ def ollama(src: Source) -> dict:
     programs: dict = {}
     # cobra: <var>.Flags().<Kind>[P]("name", ["x",] default, "usage")
     flags_of: dict[str, list[dict]] = {}
+    # pflag: a flag with NoOptDefVal takes its value only as --flag=value (a bare --flag uses the default)
+    inline_only = set(re.findall(r'Lookup\("([\w-]+)"\)\.NoOptDefVal\s*=', cmd))
     for m in re.finditer(r'(\w+)\.Flags\(\)\.(\w+?)(P?)\(\s*"([\w-]+)"\s*,\s*(?:"(\w)"\s*,)?', cmd):
         var, kind, short, name, letter = m.groups()
-        value = "none" if kind.startswith("Bool") else "one"
+        value = "none" if kind.startswith("Bool") else "inline" if name in inline_only else "one"
         names = [f"--{name}"] + ([f"-{letter}"] if short and letter else [])
         flags_of.setdefault(var, []).append(_option(names, value))
-    commands = {}
+    commands, positionals = {}, {}
     for m in re.finditer(r'(\w+)\s*:?=\s*&cobra\.Command\{\s*Use:\s*"(\w+)', cmd):
         commands[m.group(1)] = m.group(2)
+        # cobra's argument check: ExactArgs(n), MinimumNArgs(n) (no upper bound), NoArgs, ...
+        body = cmd[m.end():]
+        body = body[:re.search(r"\n\t}|$", body).start()]  # this command's struct literal only
+        args = re.search(r"Args:\s*cobra\.(\w+)(?:\((\d+)(?:,\s*(\d+))?\))?", body)
+        if args:
+            kind, a, b = args.groups()
+            positionals[m.group(1)] = {"ExactArgs": a, "MaximumNArgs": a, "RangeArgs": b, "NoArgs": 0}.get(kind, "many")
     for var, use in commands.items():
         if use in ("serve", "run", "pull", "ps", "stop", "list", "show", "create"):
-            # every command inherits the root's persistent flags (--help, --version on the root)
+            # every command has cobra's -h/--help
             opts = flags_of.get(var, []) + [_option(["-h", "--help"], "none")]
-            programs[f"ollama {use}"] = {"positionals": 0 if use in ("serve", "ps", "list") else 2,
-                                         "options": _merge(opts)}
+            n = positionals.get(var, "many")
+            programs[f"ollama {use}"] = {"positionals": n if n == "many" else int(n), "options": _merge(opts)}
     cfg = src.read("envconfig/config.go")
     env = set(re.findall(r'"([A-Z][A-Z0-9]*_[A-Z0-9_]+)"', cfg))  # String("X"), Uint("X", d), Var("X"), ...
     version = _describe(src)
@@ -825,7 +841,9 @@ def lm_studio(src: Source) -> dict:
         for helper, hpath in helpers.items():
             if helper + "(" in text:
                 opts += _commander(src.read(hpath))
-        programs[cmd] = {"positionals": 0 if cmd == "lms server start" else 1, "options": _merge(opts)}
+        args = re.findall(r'\.argument\(\s*"([^"]+)"', text)  # commander: "<name>", "[name]", "[name...]"
+        n = "many" if any(a.endswith("...]") or a.endswith("...>") for a in args) else len(args)
+        programs[cmd] = {"positionals": n, "options": _merge(opts)}
     load = src.read("src/subcommands/load.ts")
     gpu = next(o for o in programs["lms load"]["options"] if "--gpu" in o["names"])
     if re.search(r'"off"', load) and re.search(r'"max"', load):
@@ -844,6 +862,121 @@ def lm_studio(src: Source) -> dict:
         "programs": programs,
         "env": sorted(env),
     }
+
+
+# ------------------------------------------------------------------ live argparse parsers (vLLM, SGLang)
+
+# Runs inside an interpreter where the runtime is installed; prints one JSON line. Every spelling the
+# parser accepts is read from parser._option_string_actions, which also holds the ones hidden from
+# --help (vLLM's --no-enable-x next to --disable-x).
+_LIVE_PROBE = r"""
+import argparse, json, sys
+from importlib.metadata import version
+which = sys.argv[1]
+if which == "vllm":
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+    from vllm.entrypoints.common.cli_args import make_arg_parser
+    p = make_arg_parser(FlexibleArgumentParser(allow_abbrev=False))
+else:
+    from sglang.srt.server_args import ServerArgs
+    p = argparse.ArgumentParser(allow_abbrev=False)
+    ServerArgs.add_cli_args(p)
+groups = {}
+for s, a in p._option_string_actions.items():
+    groups.setdefault(id(a), [a, []])[1].append(s)
+opts = []
+for a, strings in groups.values():
+    names = [s for s in a.option_strings if s in strings] + [s for s in strings if s not in a.option_strings]
+    opts.append({"names": names, "nargs": a.nargs, "cls": type(a).__name__,
+                 "choices": None if a.choices is None else [str(c) for c in a.choices],
+                 "deprecated": a in getattr(p, "_deprecated", set())})
+try:
+    import torch
+    torch_version = torch.__version__
+except ImportError:
+    torch_version = None
+print(json.dumps({"version": version(which), "torch": torch_version, "options": opts,
+                  "positionals": sum(1 for a in p._actions if not a.option_strings)}))
+"""
+
+# vLLM checks these values when it builds its config, not in argparse: the literal the validator
+# accepts (read from the wheel) is recorded with `checked: startup`.
+_VLLM_STARTUP_CHOICES = {
+    "--kv-cache-dtype": "vllm/config/cache.py CacheConfig._validate_cache_dtype (the CacheDType literal; "
+                        "platforms may register more)",
+}
+
+
+def _live(python: str, which: str) -> dict:
+    """The runtime's own parser, built in `python` (an interpreter where the runtime is installed)."""
+    env = dict(os.environ, VLLM_TARGET_DEVICE="cpu")  # vLLM infers its platform on import: force the CPU one
+    done = subprocess.run([python, "-c", _LIVE_PROBE, which], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"could not build the {which} parser with {python}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _live_options(live: dict, ast_table: dict, program: str, startup_choices: dict | None = None) -> list[dict]:
+    """Options of the live parser; Field bounds, startup-checked choices and deprecation notes from
+    the source reading of the same version (the parser itself does not carry them)."""
+    by_name = {n: o for o in ast_table["programs"][program]["options"] for n in o["names"]}
+    out = []
+    for a in live["options"]:
+        if a["names"][0] in ("-h", "--help"):
+            continue
+        n = a["nargs"]
+        value = ("none" if n == 0 else "optional" if n == "?" else "many" if n in ("*", "+") or
+                 (isinstance(n, int) and n > 1) else "one")
+        src = next((by_name[x] for x in a["names"] if x in by_name), {})
+        opt = _option(a["names"], value, a["choices"])
+        if a["choices"] is None and a["names"][0] in (startup_choices or {}) and src.get("choices"):
+            opt["choices"] = [c for c in src["choices"] if c != "None"]
+            opt["checked"] = "startup"
+        if src.get("range") and value != "none":
+            opt["range"] = src["range"]
+            opt["checked"] = "startup"
+        if a["deprecated"] or "Deprecated" in a["cls"] or src.get("deprecated"):
+            opt["deprecated"] = src.get("deprecated") or "deprecated"
+        out.append(opt)
+    return _merge(out)
+
+
+def vllm(src: Source, python: str | None = None) -> dict:
+    """vLLM's option table: its own parser when `python` can import vLLM, else a reading of the source."""
+    table = _vllm_ast(src)
+    if not python:
+        return table
+    live = _live(python, "vllm")
+    if live["version"] != table["version"]:
+        raise SystemExit(f"{python} has vllm {live['version']}, the wheel is {table['version']}")
+    table["programs"]["vllm serve"] = {"positionals": live["positionals"], "options": _live_options(
+        live, table, "vllm serve", _VLLM_STARTUP_CHOICES)}
+    whl = src.path.name
+    table["source"] = (f"vLLM's own parser, make_arg_parser(FlexibleArgumentParser(allow_abbrev=False)), imported "
+                       f"from {whl} installed without dependencies (torch {live['torch']}, VLLM_TARGET_DEVICE=cpu); "
+                       "`checked: startup` values (Field bounds, the --kv-cache-dtype literal) and deprecation notes "
+                       "read from vllm/config/*.py and vllm/engine/arg_utils.py of the same wheel; "
+                       + "; ".join(f"{k}: {v}" for k, v in _VLLM_STARTUP_CHOICES.items()) + "; env from vllm/envs.py")
+    table["command"] = f"python scripts/dump_runtime_flags.py vllm {whl} --python <python with vllm {live['version']}>"
+    return table
+
+
+def sglang(src: Source, python: str | None = None) -> dict:
+    """SGLang's option table: ServerArgs.add_cli_args when `python` can import SGLang, else a source reading."""
+    table = _sglang_ast(src)
+    if not python:
+        return table
+    live = _live(python, "sglang")
+    if live["version"] != table["version"]:
+        raise SystemExit(f"{python} has sglang {live['version']}, the wheel is {table['version']}")
+    prog = "python -m sglang.launch_server"
+    table["programs"][prog] = {"positionals": live["positionals"], "options": _live_options(live, table, prog)}
+    whl = src.path.name
+    table["source"] = (f"SGLang's own parser, ServerArgs.add_cli_args(ArgumentParser(allow_abbrev=False)), imported "
+                       f"from {whl} installed without dependencies; deprecation notes from the help texts in "
+                       "sglang/srt/arg_groups/fields/*.py and sglang/srt/server_args.py; env from sglang/srt/environ.py")
+    table["command"] = f"python scripts/dump_runtime_flags.py sglang {whl} --python <python with sglang {live['version']}>"
+    return table
 
 
 # ------------------------------------------------------------------ main
@@ -880,12 +1013,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runtime", choices=sorted(READERS))
     p.add_argument("source", help="sdist, wheel or git directory (see above)")
     p.add_argument("--commit", default="HEAD", help="git revision to read (git sources)")
+    p.add_argument("--python", help="(vllm, sglang) an interpreter where that runtime is installed: read its "
+                                     "own parser instead of its source")
     p.add_argument("--repo", help="owner/name of a git source when its clone has no github remote")
     p.add_argument("--out", default=str(ROOT / "data" / "runtime_flags"), help="output directory")
     a = p.parse_args(argv)
     global REPO
     REPO = a.repo
-    table = READERS[a.runtime](Source(a.source, a.commit))
+    reader = READERS[a.runtime]
+    source = Source(a.source, a.commit)
+    table = reader(source, a.python) if a.runtime in ("vllm", "sglang") else reader(source)
     path = write(table, Path(a.out))
     n = sum(len(prog["options"]) for prog in table["programs"].values())
     print(f"{path.name}: {n} options, {len(table['env'])} environment variables", file=sys.stderr)

@@ -91,12 +91,38 @@ _VALUE_FLAGS: dict[str, Callable[[Any, str], None]] = {
     "--rope-scaling": _set("rope_scaling_type", _rope_scaling),
     "--rope-scale": _set("rope_freq_scale", lambda v: 1.0 / float(v)),  # arg.cpp: rope_freq_scale = 1/N
     "--yarn-orig-ctx": _set("yarn_orig_ctx", int),
+    "-n": _set("n_predict", int),
+    "-s": _set("sampling.seed", int),
+    "--temp": _set("sampling.temp", float),
+    "-a": _set("model_alias", lambda v: set(v.split(","))),
+    "--api-key": _set("api_keys", lambda v: v.split(",")),
+    "-to": lambda p, v: (setattr(p, "timeout_read", int(v)), setattr(p, "timeout_write", int(v))),
+    "--threads-http": _set("n_threads_http", int),
+    "-cram": _set("cache_ram_mib", int),
+    "--cache-reuse": _set("n_cache_reuse", int),
+    "-lv": _set("verbosity", int),
     "--host": lambda p, v: None,  # always loopback (see serve)
     "--port": lambda p, v: None,  # always a free port (see serve)
 }
+def _flag(field: str, value: bool) -> Callable[[Any], None]:
+    return lambda p: setattr(p, field, value)
+
+
+# Every spelling of an option without a value -> the field its handler sets.
 _SWITCHES: dict[str, Callable[[Any], None]] = {
-    "--jinja": lambda p: setattr(p, "use_jinja", True),
-    "--no-jinja": lambda p: setattr(p, "use_jinja", False),
+    "--jinja": _flag("use_jinja", True), "--no-jinja": _flag("use_jinja", False),
+    "--metrics": _flag("endpoint_metrics", True), "--props": _flag("endpoint_props", True),
+    "--slots": _flag("endpoint_slots", True), "--no-slots": _flag("endpoint_slots", False),
+    "-cb": _flag("cont_batching", True), "--cont-batching": _flag("cont_batching", True),
+    "-nocb": _flag("cont_batching", False), "--no-cont-batching": _flag("cont_batching", False),
+    "--warmup": _flag("warmup", True), "--no-warmup": _flag("warmup", False),
+    "-kvu": _flag("kv_unified", True), "--kv-unified": _flag("kv_unified", True),
+    "-no-kvu": _flag("kv_unified", False), "--no-kv-unified": _flag("kv_unified", False),
+    "-kvo": _flag("no_kv_offload", False), "--kv-offload": _flag("no_kv_offload", False),
+    "-nkvo": _flag("no_kv_offload", True), "--no-kv-offload": _flag("no_kv_offload", True),
+    "--swa-full": _flag("swa_full", True),
+    "--ui": _flag("ui", True), "--webui": _flag("ui", True), "--no-ui": _flag("ui", False),
+    "--no-webui": _flag("ui", False),
 }
 
 
@@ -106,7 +132,8 @@ def _table() -> flags.FlagTable:
 
 
 def to_params(argv: Sequence[str]):
-    """xllamacpp.CommonParams for a `llama-server ...` argv, as llama.cpp's parser would fill them.
+    """xllamacpp.CommonParams for a `llama-server ...` argv (the program name may be left out), as
+    llama.cpp's parser would fill them.
 
     Raises ValueError for a command the real parser refuses (unknown flag, missing value, a value
     outside its choices) and for a flag this mapping does not cover: nothing is silently dropped.
@@ -115,6 +142,8 @@ def to_params(argv: Sequence[str]):
     import xllamacpp as xlc
 
     argv = list(argv)
+    if not argv or argv[0].startswith("-"):  # the options alone, without the program name
+        argv = ["llama-server", *argv]
     table = _table()
     problems = flags.check_argv(table, argv)
     if problems:
@@ -125,7 +154,7 @@ def to_params(argv: Sequence[str]):
     while i < len(argv):
         opt = options[argv[i]]
         name = opt.names[0]
-        if name in ("--jinja",):  # one entry, two spellings
+        if opt.value == "none" and argv[i] in _SWITCHES:
             _SWITCHES[argv[i]](params)
             i += 1
             continue

@@ -111,6 +111,18 @@ def test_every_setting_of_the_command_reaches_the_server_parameters():
     assert p.hostnames == ["127.0.0.1"] and p.port == 0  # loopback, free port: never what the command says
 
 
+def test_server_switches_map_onto_their_fields():
+    p = to_params(["llama-server", "-m", "m.gguf", "--metrics", "--no-slots", "-nocb", "--no-warmup", "-kvu",
+                   "-nkvo", "--no-webui", "-n", "16", "-s", "7", "--temp", "0", "-a", "smol", "--port", "0"])
+    assert p.endpoint_metrics is True and p.endpoint_slots is False and p.cont_batching is False
+    assert p.warmup is False and p.kv_unified is True and p.no_kv_offload is True and p.ui is False
+    assert p.n_predict == 16 and p.sampling.seed == 7 and p.sampling.temp == 0 and p.model_alias == {"smol"}
+
+
+def test_the_program_name_may_be_left_out():
+    assert to_params(["-m", "m.gguf", "-c", "512"]).n_ctx == 512
+
+
 def test_yarn_settings_map_as_llama_cpp_reads_them():
     import xllamacpp as xlc
 
@@ -123,7 +135,7 @@ def test_yarn_settings_map_as_llama_cpp_reads_them():
 @pytest.mark.parametrize("argv, message", [
     (["llama-server", "-m", "m.gguf", "--ctx-sise", "4096"], "unknown flag --ctx-sise"),
     (["llama-server", "-m", "m.gguf", "-fa", "yes"], "-fa 'yes' is not accepted"),
-    (["llama-server", "-m", "m.gguf", "--metrics"], "--metrics: no mapping onto xllamacpp.CommonParams"),
+    (["llama-server", "-m", "m.gguf", "-dev", "CUDA0"], "-dev: no mapping onto xllamacpp.CommonParams"),
 ])
 def test_a_command_the_server_would_refuse_or_that_cannot_be_mapped_is_an_error(argv, message):
     with pytest.raises(ValueError, match=message):

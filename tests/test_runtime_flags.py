@@ -224,6 +224,8 @@ def test_known_options_are_recorded_as_their_parsers_define_them():
     assert vllm["--tensor-parallel-size"] is vllm["-tp"]
     assert vllm["--gpu-memory-utilization"].range == {"gt": 0, "le": 1}  # Field(default=0.92, gt=0, le=1)
     assert vllm["--enforce-eager"].value == "none" and "--no-enforce-eager" in vllm
+    # vLLM's EnableDisableAction: --enable-x pairs with --disable-x; --no-enable-x is still accepted
+    assert vllm["--enable-prefix-caching"] is vllm["--disable-prefix-caching"] is vllm["--no-enable-prefix-caching"]
     sglang = flags.load_table("sglang", "0.5.23").programs[0].options
     assert sglang["--tp-size"] is sglang["--tensor-parallel-size"] and "--tp" not in sglang
     assert "fp8_e4m3" in sglang["--kv-cache-dtype"].choices
@@ -342,3 +344,9 @@ def main():
     assert opts["--log-level"]["choices"] == ["DEBUG", "INFO"]
     assert opts["--stop"]["value"] == "many"
     assert opts["--cache"]["names"] == ["--cache", "--no-cache"]
+
+
+def test_with_no_version_the_newest_recorded_table_is_used():
+    assert sorted(["0.33.0", "0.9.0", "v0.10.1"], key=flags._version_key) == ["0.9.0", "v0.10.1", "0.33.0"]
+    launch = SimpleNamespace(argv=["vllm", "serve", "m", "--max-model-len", "4096"], env={}, steps=())
+    assert flags.check_launch("vllm", None, launch) == []

@@ -1,9 +1,9 @@
 """Launch commands checked against the option tables recorded from each runtime's own parser.
 
 The tables live in data/runtime_flags/<runtime>-<version>.yaml, one per runtime version, written by
-scripts/dump_runtime_flags.py from the runtime's source (llama.cpp common/arg.cpp, vLLM's and
-SGLang's argparse setup, mlx_lm/server.py, Ollama's cobra flags and envconfig, lms's commander
-options); data/runtime_flags/platform.yaml adds the GPU-selection variables read by the CUDA and
+scripts/dump_runtime_flags.py from the runtime itself (llama.cpp common/arg.cpp, vLLM's and
+SGLang's own argparse parsers, mlx_lm/server.py, Ollama's cobra flags and envconfig, lms's
+commander options); data/runtime_flags/platform.yaml adds the GPU-selection variables read by the CUDA and
 ROCm runtimes. A command passes when every flag is spelt exactly as the parser knows it (no
 argparse-style abbreviations), has the values it needs, every value with a fixed set of choices
 is one of them, and every environment variable is one the runtime (or its GPU stack) reads.
@@ -28,7 +28,7 @@ _PYTHONS = ("python", "python3")
 class Option:
     """One option: all its spellings, how many values it takes and which values it accepts.
 
-    value: none | one | two | optional | many.  choices: the parser's fixed set (None: any).
+    value: none | one | two | optional | many | inline (a value only as --flag=value).  choices: the parser's fixed set (None: any).
     range: numeric bounds {gt, ge, lt, le} the parser enforces.  env: the variable that sets it.
     """
 
@@ -64,7 +64,7 @@ class Program:
     """One command of a runtime (`llama-server`, `vllm serve`, `lms load`) and its options."""
 
     prefix: tuple[str, ...]
-    positionals: int
+    positionals: float  # how many positional arguments it takes (inf: any number)
     options: Mapping[str, Option]
     equals_values: bool = True  # --flag=value is split (argparse, cobra, commander; not llama.cpp)
 
@@ -86,10 +86,15 @@ def flags_dir() -> Path:
     return data_dir() / "runtime_flags"
 
 
+def _version_key(version: str) -> tuple:
+    """0.9.0 < 0.33.0: numbers compare as numbers, the rest as text."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", _norm(version)))
+
+
 def recorded_versions(runtime_id: str) -> list[str]:
-    """The versions of `runtime_id` that have a recorded table, sorted as strings."""
+    """The versions of `runtime_id` that have a recorded table, oldest first."""
     prefix = f"{runtime_id}-"
-    return sorted(p.stem[len(prefix):] for p in flags_dir().glob(f"{prefix}*.yaml"))
+    return sorted((p.stem[len(prefix):] for p in flags_dir().glob(f"{prefix}*.yaml")), key=_version_key)
 
 
 def _norm(version: str) -> str:
@@ -116,7 +121,7 @@ def _tool(argv: tuple[str, ...]) -> dict | None:
 
 @functools.lru_cache(maxsize=None)
 def load_table(runtime_id: str, version: str) -> FlagTable | None:
-    """The table of `runtime_id` at `version` (a leading v is ignored), or None when none is recorded."""
+    """The table of `runtime_id` at `version` (a leading v or b is ignored), or None when none is recorded."""
     match = [v for v in recorded_versions(runtime_id) if _norm(v) == _norm(version)]
     if not match:
         return None
@@ -132,7 +137,8 @@ def load_table(runtime_id: str, version: str) -> FlagTable | None:
             options.update({n: opt for n in opt.names})
             if opt.env:
                 env_options[opt.env] = opt
-        programs.append(Program(prefix=tuple(prefix.split()), positionals=int(prog.get("positionals", 0)),
+        n = prog.get("positionals", 0)
+        programs.append(Program(prefix=tuple(prefix.split()), positionals=float("inf") if n == "many" else int(n),
                                 options=options, equals_values=bool(prog.get("equals_values", True))))
     programs.sort(key=lambda p: -len(p.prefix))  # longest prefix first: `lms server start` before `lms`
     return FlagTable(runtime=raw["runtime"], version=str(raw["version"]), source=raw["source"],
@@ -207,7 +213,9 @@ def check_argv(table: FlagTable, argv: Iterable[str], deprecated: bool = False) 
         if deprecated and opt.deprecated:
             problems.append(f"{where}: {flag} is deprecated in {table.runtime} {table.version}: {opt.deprecated}")
         values: list[str] = []
-        if opt.value == "none":
+        if opt.value == "inline":
+            values = [inline] if inline is not None else []
+        elif opt.value == "none":
             if inline is not None:
                 problems.append(f"{where}: {flag} takes no value")
         elif inline is not None:
@@ -232,7 +240,7 @@ def check_argv(table: FlagTable, argv: Iterable[str], deprecated: bool = False) 
             if not opt.accepts(v):
                 problems.append(f"{where}: {flag} {v!r} is not accepted (allowed: {opt.allowed()})")
     if positionals > prog.positionals:
-        problems.append(f"{where}: {positionals} positional arguments, the parser takes {prog.positionals}")
+        problems.append(f"{where}: {positionals} positional arguments, the parser takes {prog.positionals:g}")
     if prog.prefix == ("python",) and len(argv) > 2 and argv[1] == "-c":
         try:
             compile(argv[2], "<python -c>", "exec")
