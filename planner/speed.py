@@ -103,6 +103,15 @@ def ram_bandwidth(machine: Machine, catalog: Catalog) -> int:
     return machine.memory.bandwidth_bytes_per_s or int(catalog.constants["cpu_default_bandwidth_bytes_per_s"])
 
 
+def cpu_class(machine: Machine) -> str:
+    """"cpu_measured" when the RAM bandwidth was measured the way llama.cpp reads it (planner.bandwidth:
+    every usable core streaming at once), so its constants are relative to a reachable figure;
+    "cpu" otherwise (a spec-sheet or assumed bandwidth: constants fitted to published runs)."""
+    src = machine.memory.bandwidth_source or ""
+    return "cpu_measured" if machine.memory.bandwidth_bytes_per_s and src.startswith("measured: streaming read") \
+        else "cpu"
+
+
 def ram_bandwidth_note(machine: Machine, catalog: Catalog) -> str:
     """One line for every plan that reads weights from RAM: the bandwidth used, and whether it was
     measured (how) or assumed (the data/constants.yaml default)."""
@@ -131,8 +140,11 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     gpus = {g.index: g for g in machine.gpus}
     used = [gpus[i] for i in placement.gpus if i in gpus]
     hw = gpu_class(used[0] if used else None, catalog)
+    cpu_hw = cpu_class(machine)
+    if hw == "cpu":
+        hw = cpu_hw
     k = decode_constants(catalog, runtime, hw)
-    k_cpu = decode_constants(catalog, runtime, "cpu")
+    k_cpu = decode_constants(catalog, runtime, cpu_hw)
     ram_bw = ram_bandwidth(machine, catalog)
     tp_scaling = catalog.constants["speed"]["tensor_parallel_scaling"]
     mf = catalog.constants["speed"]["moe_efficiency_factor"] if model.is_moe else 1.0
