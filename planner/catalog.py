@@ -721,7 +721,11 @@ def data_dir() -> Path:
     $PLAN_DEPLOY_DATA_DIR points at another directory with the same five files (benchmarks, tests)."""
     import os
 
-    override = os.environ.get("PLAN_DEPLOY_DATA_DIR")
+    return _data_dir(os.environ.get("PLAN_DEPLOY_DATA_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _data_dir(override: str | None) -> Path:
     if override:
         return Path(override)
     here = Path(__file__).resolve().parent

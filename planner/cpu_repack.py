@@ -57,52 +57,102 @@ def load_rules() -> tuple[tuple[RepackRule, ...], str]:
         raise CatalogError(f"cpu_repack.yaml: {e}", hint="reinstall plan-deploy") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _rules_for(flags: frozenset[str]) -> dict[str, RepackRule]:
+    """ggml type -> the first rule (llama.cpp's order) whose features this CPU has."""
+    out: dict[str, RepackRule] = {}
+    for r in load_rules()[0]:
+        if r.all_of <= flags:
+            out.setdefault(r.type, r)
+    return out
+
+
 def rule_for(ggml_type: str, cpu_flags: Iterable[str]) -> RepackRule | None:
     """The first rule (llama.cpp's order) whose features the CPU has, for this ggml type."""
-    flags = set(cpu_flags)
-    for r in load_rules()[0]:
-        if r.type == ggml_type.upper() and r.all_of <= flags:
-            return r
-    return None
+    return _rules_for(frozenset(cpu_flags)).get(ggml_type.upper())
 
 
 def repacked(tensors: Iterable[Tensor], cpu_flags: Iterable[str]) -> tuple[int, dict[str, int]]:
     """(bytes copied into CPU_REPACK, bytes per ggml type) for these tensors on this CPU."""
-    flags = tuple(cpu_flags)
+    rules = _rules_for(frozenset(cpu_flags))
     total, by_type = 0, {}
     for t in tensors:
         if not t.matmul:
             continue
-        r = rule_for(t.type, flags)
+        r = rules.get(t.type)
         if r is not None and t.rows % r.rows_multiple == 0:
             total += t.n_bytes
             by_type[t.type] = by_type.get(t.type, 0) + t.n_bytes
     return total, by_type
 
 
-def recipe_tensors(arch, quant, constants: dict) -> list[Tensor]:
-    """The tensors llama-quantize's recipe gives a catalog architecture at `quant` (a QuantSpec
-    with a GGUF recipe), each with its ggml type and bytes (params x bits / 8)."""
-    from .memory import gguf_tensor_type, tensor_groups
+_RECIPE_MEMO: dict[tuple, tuple[int, dict[str, int]]] = {}
 
-    bits = constants["ggml_type_bits"]
-    groups = tensor_groups(arch)
+
+def recipe_repacked(arch, quant, constants: dict, cpu_flags: Iterable[str]) -> tuple[int, dict[str, int]]:
+    """repacked(recipe_tensors(...)), memoized per (architecture, quantization recipe, CPU features):
+    the plan search asks the same question for every runtime that loads GGUF files."""
+    import json
+
+    key = (arch, quant.id, json.dumps(quant.gguf, sort_keys=True, default=str), frozenset(cpu_flags))
+    hit = _RECIPE_MEMO.get(key)
+    if hit is None:
+        hit = _RECIPE_MEMO[key] = repacked(recipe_tensors(arch, quant, constants), cpu_flags)
+    return hit[0], dict(hit[1])
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(arch) -> tuple[dict[str, int], dict[str, list], dict[str, list]]:
+    """Per tensor class: the layer-position count, every group in order (for position-dependent
+    recipe rules), and the groups collapsed by shape (class, width, expert, global) with summed
+    parameters (for the rest)."""
+    from .memory import tensor_groups
+
     counts: dict[str, int] = {}
-    for g in groups:
-        if g.layer is not None:
-            counts[g.cls] = counts.get(g.cls, 0) + 1
-    seen: dict[str, int] = {}
-    out = []
-    for g in groups:
-        nth = seen.get(g.cls, 0)
-        t = gguf_tensor_type(quant, arch, g, nth, counts.get(g.cls, 1) or 1, constants)
-        if g.layer is not None:
-            seen[g.cls] = nth + 1
+    ordered: dict[str, list] = {}
+    collapsed: dict[str, dict] = {}
+    for g in tensor_groups(arch):
         if not g.quantized:
             continue
-        rows = g.params // g.ncols if g.ncols else 0
-        if g.expert and arch.moe is not None:
-            rows //= arch.moe.experts  # a 3-D expert tensor: ne[1] is one expert's output dimension
-        out.append(Tensor(name=f"{g.cls}.{g.layer}", type=t.upper(), rows=rows, n_bytes=int(g.params * bits[t] / 8),
-                          matmul=g.cls != "embed"))
-    return out
+        if g.layer is not None:
+            counts[g.cls] = counts.get(g.cls, 0) + 1
+        ordered.setdefault(g.cls, []).append(g)
+        sig = (g.ncols, g.expert, g.layer is None, g.params)
+        rep, n = collapsed.setdefault(g.cls, {}).get(sig, (g, 0))
+        collapsed[g.cls][sig] = (rep, n + 1)
+    return counts, ordered, {c: list(v.values()) for c, v in collapsed.items()}
+
+
+def _rows(arch, g) -> int:
+    rows = g.params // g.ncols if g.ncols else 0
+    if g.expert and arch.moe is not None:
+        rows //= arch.moe.experts  # a 3-D expert tensor: ne[1] is one expert's output dimension
+    return rows
+
+
+def recipe_tensors(arch, quant, constants: dict) -> list[Tensor]:
+    """The tensors llama-quantize's recipe gives a catalog architecture at `quant` (a QuantSpec
+    with a GGUF recipe), each with its ggml type and bytes (params x bits / 8), grouped: tensors of
+    one class, type and row count are summed into one entry (the repack rules only read those)."""
+    from .memory import gguf_tensor_type
+
+    bits = constants["ggml_type_bits"]
+    counts, ordered, collapsed = _layout(arch)
+    sums: dict[tuple, int] = {}
+
+    def add(g, t, n):
+        key = (g.cls, t.upper(), _rows(arch, g), g.cls != "embed")
+        sums[key] = sums.get(key, 0) + int(g.params * bits[t] / 8) * n
+
+    for cls, groups in ordered.items():
+        count = counts.get(cls, 1) or 1
+        if isinstance(quant.gguf.get(cls), list):  # the type depends on the tensor's position
+            nth = 0
+            for g in groups:
+                add(g, gguf_tensor_type(quant, arch, g, nth, count, constants), 1)
+                if g.layer is not None:
+                    nth += 1
+        else:
+            for g, n in collapsed[cls]:
+                add(g, gguf_tensor_type(quant, arch, g, 0, count, constants), n)
+    return [Tensor(name=cls, type=t, rows=rows, n_bytes=n, matmul=mm) for (cls, t, rows, mm), n in sums.items()]

@@ -89,7 +89,7 @@ def _load(directory: str) -> Table:
 
     path = Path(directory) / "quality.yaml"
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as e:
         raise CatalogError(f"cannot read quality.yaml: {e.strerror or e}") from None
     except yaml.YAMLError as e:

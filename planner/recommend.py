@@ -554,8 +554,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
         from . import cpu_repack
 
-        repacked, by_type = cpu_repack.repacked(cpu_repack.recipe_tensors(model.arch, quant, cat.constants),
-                                                machine.cpu.flags)
+        repacked, by_type = cpu_repack.recipe_repacked(model.arch, quant, cat.constants, machine.cpu.flags)
         resident = used_est.total_bytes + repacked
         if repacked:
             notes.append(f"resident after loading: about {resident / 2**30:.1f} GiB: llama.cpp copies "
