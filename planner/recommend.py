@@ -67,6 +67,8 @@ class Plan:
         return self.estimate.total_bytes + self.repacked_bytes
     quality_detail: qmod.Quality | None = None  # the benchmark, figure, source and quantization penalty
     low_bit: bool = False  # the quantization's `low_bit` flag (quants.yaml)
+    # Points a file that must be made gives up in the ranking (data/constants.yaml convert_quality_margin)
+    convert_margin: float = 0.0
 
     @property
     def bits_per_weight(self) -> float:
@@ -151,10 +153,12 @@ def quality(model: ModelSpec, cat: Catalog) -> tuple[float, bool]:
 
 
 def _quant_tier(plan: Plan) -> float:
-    # At 8 bits and above quantization loss is negligible: those tie, and speed decides. Counted
-    # per tensor (memory.FIDELITY_CAP_BITS), so a GGUF that keeps gpt-oss's MXFP4 experts at F16
-    # elsewhere ties with its MXFP4 file instead of outranking it.
-    return plan.estimate.weights_fidelity_bits or min(plan.bits_per_weight, 8.0)
+    # The quality the quantization keeps: the model's figure less the quantization's published loss
+    # (data/quality.yaml quant_loss), less CONVERT_MARGIN for a file that must be made. Q8_0 and the
+    # model's own precision lose 0.0 and tie, so speed decides between them; a lab's own release
+    # format (gpt-oss MXFP4) loses nothing. Bits per weight do not order quality: Q4_1 is larger
+    # than Q4_K_M and loses more (0.9 vs 0.6 points).
+    return plan.quality - plan.convert_margin
 
 
 def _low_bit(plan: Plan) -> bool:
@@ -179,7 +183,7 @@ def plan_key(plan: Plan) -> tuple:
     (one GPU / unified, several GPUs, partial offload, CPU); then quantization quality;
     then a downloadable file before one to make; then speed; then memory headroom; then a stable
     tie-breaker (id, runtime preference, quant)."""
-    return (not plan.interactive, _low_bit(plan), -round(plan.quality, 1), PLACEMENT_ORDER[plan.placement.kind],
+    return (not plan.interactive, _low_bit(plan), -round(_quant_tier(plan), 1), PLACEMENT_ORDER[plan.placement.kind],
             -round(_quant_tier(plan), 2), _made(plan), -round(_tps(plan), 1), -round(plan.placement.headroom, 3),
             plan.model.id, plan.runtime.rank, plan.runtime.id, plan.quant)
 
@@ -222,7 +226,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
         if request.use_cases and not set(request.use_cases) & set(model.use_cases):
             continue
         for runtime in runtimes:
-            options = []  # (quantization, fidelity bits, weight bytes) of every candidate with a file to get or make
+            options = []  # (quantization, quality kept, weight bytes) of every candidate with a file to get or make
             for qid in runtime.quants:
                 quant = cat.quants.get(qid.upper())
                 if quant is None or not (qid.upper() in request.quants if request.quants else quant.candidate) \
@@ -262,8 +266,9 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                 continue
             # Largest file first; weights that exceed every byte of the machine never fit.
             options = sorted((o for o in options if o[2] <= capacity), key=lambda o: (-o[2], o[0].id))
-            if not _search_best([o for o in options if not o[0].low_bit], evaluate):
-                _search_best([o for o in options if o[0].low_bit], evaluate)
+            margin = float(constants["convert_quality_margin"])
+            if not _search_best([o for o in options if not o[0].low_bit], evaluate, margin):
+                _search_best([o for o in options if o[0].low_bit], evaluate, margin)
     plans.sort(key=plan_key)
     # Per model and runtime, the smallest file first: its reason is the one closest to fitting.
     rejected.sort(key=lambda r: (r["model"], r["runtime"], _rejected_size(cat, r), r["quant"] or ""))
@@ -299,23 +304,27 @@ def _rejected_size(cat: Catalog, r: dict) -> int:
 
 
 def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> tuple[float, int]:
-    """(fidelity bits, weight bytes) of this quantization in the runtime's first format."""
+    """(quality kept, weight bytes) of this quantization in the runtime's first format: quality kept
+    is minus the quantization's published loss (the order `_quant_tier` ranks by, less the convert
+    margin the search does not know of: ties are evaluated, and plan_key decides)."""
     fmts = memory.carrying_formats(quant, runtime)
     if not fmts:
         return 0.0, 0
     w = memory.weights(model, quant, fmts[0], cat)
-    return w.fidelity_bits, w.total_bytes
+    return -qmod.quant_penalty(model, quant.id, cat), w.total_bytes
 
 
-def _search_best(options: list, evaluate) -> bool:
-    """Evaluate, among `options` ((quantization, fidelity bits, weight bytes) of one model and runtime,
-    largest file first), the candidates that
-    can be the best by `best_per_model_key`; True when one is interactive.
+def _search_best(options: list, evaluate, margin: float = 0.0) -> bool:
+    """Evaluate, among `options` ((quantization, quality kept, weight bytes) of one model and runtime,
+    largest file first), the candidates that can be the best by `best_per_model_key`; True when one
+    is interactive.
 
     Assumes what holds for one model and runtime: a smaller file never gets a worse placement or
     a lower speed. So the smallest file is the best of the group unless it is interactive; then
-    the best are the most faithful of the files with its placement that stay interactive, found
-    by bisection (a handful of evaluations instead of one per quantization).
+    the best are the files with its placement that stay interactive and keep the most quality,
+    found by bisection (a handful of evaluations instead of one per quantization). Every file within
+    `margin` points of the best is evaluated too: a published one may outrank a better file that
+    must be made (convert_quality_margin).
     """
     if not options:
         return False
@@ -326,7 +335,7 @@ def _search_best(options: list, evaluate) -> bool:
     def ties(group: list) -> None:
         top = max(round(o[1], 2) for o in group)
         for o in group:
-            if round(o[1], 2) == top:
+            if round(o[1], 2) >= top - margin - 1e-9:
                 evaluate(o)
 
     first = evaluate(options[0])
@@ -338,7 +347,7 @@ def _search_best(options: list, evaluate) -> bool:
         return False  # nothing fits
     if not last.interactive:
         # The smallest file is the fastest and best placed: the best of the group, with any larger
-        # file of the same placement and (rounded) speed, which then wins on fidelity.
+        # file of the same placement and (rounded) speed, which then wins on quality.
         for o in reversed(options[:-1]):
             p = evaluate(o)
             if p is None or p.placement.kind != last.placement.kind or round(_tps(p), 1) != round(_tps(last), 1):
@@ -579,7 +588,8 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     q = qmod.score(model, quant.id, use_cases, cat)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
                 speed=spd, launch=lnch, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
-                notes=tuple(notes), quality_detail=q, repacked_bytes=repacked, low_bit=quant.low_bit)
+                notes=tuple(notes), quality_detail=q, repacked_bytes=repacked, low_bit=quant.low_bit,
+                convert_margin=float(cat.constants["convert_quality_margin"]) if art.source == "convert" else 0.0)
 
 
 # ---------------------------------------------------------------- can-run: what would change the answer
@@ -660,7 +670,7 @@ def _smaller_quant(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     for q in cat.quants.values():
         if q.gguf and q.candidate and not (q.moe_only and not model.is_moe):
             w = memory.weights(model, q, "gguf", cat)
-            sizes[q.id] = (w.total_bytes, w.fidelity_bits, q)
+            sizes[q.id] = (w.total_bytes, -qmod.quant_penalty(model, q.id, cat), q)
     asked = [sizes[q][0] for q in sizes if q.upper() in request.quants]
     if not asked:
         return None

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 # catalog runtime id -> programs that mean it is installed, and Python distributions
 PROGRAMS = {"ollama": ("ollama",), "llama.cpp": ("llama-server", "llama-cli"), "lm-studio": ("lms",),
             "vllm": ("vllm",), "mlx-lm": ("mlx_lm.server",)}
-PACKAGES = {"vllm": ("vllm",), "sglang": ("sglang",), "mlx-lm": ("mlx-lm",), "transformers": ("transformers",),
-            "llama.cpp": ("llama-cpp-python", "xllamacpp")}
+# (llama.cpp's Python bindings, llama-cpp-python and xllamacpp, are not listed: they do not install the
+# llama-server program that llama.cpp plans launch.)
+PACKAGES = {"vllm": ("vllm",), "sglang": ("sglang",), "mlx-lm": ("mlx-lm",), "transformers": ("transformers",)}
 VERSION_ARGS = {"lms": ("version",)}
 CONNECT_TIMEOUT_S = 0.25
 HTTP_TIMEOUT_S = 1.5

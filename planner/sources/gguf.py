@@ -197,7 +197,8 @@ def _read_one(path: Path, require_data: bool) -> tuple[int, dict[str, Any], tupl
 
 
 def _not_gguf(path: Path, head: bytes) -> ModelFileError:
-    return ModelFileError(f"{path.name}: not a GGUF file (it starts with {bytes(head)!r}, not b'GGUF')",
+    return ModelFileError(f"{path.name}: not a GGUF file (its first bytes are {bytes(head[:4]).hex(' ') or 'missing'};"
+                          f" a GGUF file starts with the letters GGUF)",
                           hint="pass a .gguf model file, a checkpoint directory with config.json, or a catalog model")
 
 
