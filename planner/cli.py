@@ -59,6 +59,10 @@ def machine_options(f):
 
 
 def planning_options(f):
+    return machine_options(request_options(f))
+
+
+def request_options(f):
     options = [
         click.option("--licence", "--license", "licence", type=click.Choice(["any", "commercial", "permissive"]),
                      default="any", show_default=True,
@@ -71,7 +75,7 @@ def planning_options(f):
     ]
     for opt in reversed(options):
         f = opt(f)
-    return machine_options(f)
+    return f
 
 
 def debug_option(f):
@@ -185,13 +189,18 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
 @cli.command("can-run")
 @click.argument("model")
 @planning_options
+@click.option("--fleet", "fleet_dir", type=click.Path(file_okay=False), help="Ask a fleet directory instead (see `fleet plan`).")
 @debug_option
 def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-            debug):
+            fleet_dir, debug):
     """Can this box run MODEL? Yes/no, the best way, and what would change the answer.
 
     MODEL: a catalog id, alias, Hugging Face repo, Ollama tag, or a size such as 70b.
     """
+    if fleet_dir:
+        from .fleet.cli import run_can_run_fleet
+
+        return run_can_run_fleet(model, fleet_dir, licence, context, runtimes, quants, kv_cache_type, fmt)
     from . import catalog, output, recommend
 
     cat = _catalog()
@@ -373,6 +382,24 @@ def runtimes(fmt, debug):
 def gpus(fmt, debug):
     """The GPU catalog (names for --gpu)."""
     _list_catalog("gpus", fmt)
+
+
+@cli.group()
+def fleet():
+    """Plan a fleet: a directory of machine files (`probe --save DIR/NAME.yaml`) plus fleet.yaml."""
+
+
+@fleet.command("plan")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--want", multiple=True, help="Models to place, comma-separated or repeated: where does each go?")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Plans shown per machine.")
+@request_options
+@debug_option
+def fleet_plan(directory, want, top, licence, context, runtimes, quants, kv_cache_type, fmt, debug):
+    """Each machine's best plans, multi-node options, and a --want assignment."""
+    from .fleet.cli import run_fleet_plan
+
+    run_fleet_plan(directory, want, licence, context, runtimes, quants, kv_cache_type, fmt, top)
 
 
 # ---------------------------------------------------------------- entry point

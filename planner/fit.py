@@ -153,6 +153,9 @@ def _gpu_budget(g: Gpu, runtime: RuntimeSpec) -> tuple[int, float | None]:
     return max(0, usable_gpu_bytes(g) - margin), None
 
 
+gpu_budget = _gpu_budget  # public: multi-node placement (planner/fleet) prices each GPU the same way
+
+
 def _place_gpus(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu], runtime: RuntimeSpec) -> Placement | Rejection:
     ranked = sorted(gpus, key=lambda g: (-_gpu_budget(g, runtime)[0], g.index))
     best = ranked[0]
