@@ -43,7 +43,8 @@ def write_fleet(directory: Path, n: int) -> None:
     weights = [w for _, _, w in KINDS]
     counts = [n * w // sum(weights) for w in weights]
     counts[0] += n - sum(counts)
-    hosts, networks = [], []
+    hosts: dict[str, dict] = {}
+    networks: list[dict] = []
     i = 0
     for (src, net_kind, _), count in zip(KINDS, counts):
         doc = yaml.safe_load(src.read_text())
@@ -56,7 +57,7 @@ def write_fleet(directory: Path, n: int) -> None:
             for g in doc.get("gpus", []):
                 g["memory_free_bytes"] = g["memory_total_bytes"] - (i + 1) * 1_000_000
             (directory / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-            hosts.append({"name": name, "address": f"10.{i // 250}.{i % 250}.1"})
+            hosts[name] = {"address": f"10.{i // 250}.{i % 250}.1"}
             rack.append(name)
             i += 1
             if len(rack) == 8 or j == count - 1:
@@ -86,7 +87,7 @@ def main() -> int:
             for _ in range(args.runs):
                 t = time.perf_counter()
                 out = subprocess.run([*base, "fleet", "plan", tmp, "--format", "json"], capture_output=True,
-                                     check=False)
+                                     check=False, cwd=ROOT)
                 times.append(time.perf_counter() - t)
                 if out.returncode != 0:
                     print(out.stderr.decode(), file=sys.stderr)

@@ -47,7 +47,9 @@ def test_deepseek_r1_fp8_needs_both_h100_nodes():
     vllm, sglang = by_rt["vllm"], by_rt["sglang"]
     assert vllm["hosts"] == ["gpu-a", "gpu-b"] and vllm["network"]["kind"] == "infiniband"
     # vLLM: TP = GPUs per node, PP = nodes (parallelism_scaling.md), expert parallel for the MoE layers
-    assert vllm["topology"] | {} == {"kind": "tp-pp", "nodes": 2, "gpus_per_node": 8, "tensor_parallel": 8,
+    assert vllm["topology"]["links"] == {"intra": "nvlink", "inter": {"name": "ib0", "kind": "infiniband",
+                                                                       "gbps": 400.0}}
+    assert {k: v for k, v in vllm["topology"].items() if k != "links"} == {"kind": "tp-pp", "nodes": 2, "gpus_per_node": 8, "tensor_parallel": 8,
                                     "pipeline_parallel": 2, "tensor_parallel_spans_nodes": False,
                                     "expert_parallel": True}
     # SGLang's DeepSeek recipe: --tp 16 over two nodes
@@ -68,8 +70,8 @@ def test_llama_405b_bf16_needs_both_nodes_and_fp8_fits_one():
     assert doc["answer"] == "yes" and {m["host"] for m in doc["machines"]} == {"gpu-a", "gpu-b"}
 
 
-def _nodes(doc: dict, runtime: str) -> list[dict]:
-    return next(o for o in doc["multi_node"] if o["runtime"] == runtime)["deployment"]
+def _nodes(doc: dict, runtime: str) -> dict:
+    return next(o for o in doc["multi_node"] if o["runtime"] == runtime)
 
 
 def test_vllm_commands_follow_the_published_recipe():
@@ -77,7 +79,8 @@ def test_vllm_commands_follow_the_published_recipe():
                          "--format", "json").output)
     dep = _nodes(doc, "vllm")
     head, worker = dep["nodes"]
-    assert (head["host"], head["role"], worker["host"], worker["role"]) == ("gpu-a", "head", "gpu-b", "worker")
+    assert (head["machine"], head["role"], worker["machine"], worker["role"]) == ("gpu-a", "head", "gpu-b", "worker")
+    assert head["argv"] == head["commands"][1]["argv"]  # the long-running command: vllm serve
     # run_cluster.sh: ray start --block --head --node-ip-address=HEAD --port=6379 / --address=HEAD:6379
     assert head["commands"][0]["argv"] == ["ray", "start", "--block", "--head", "--node-ip-address=10.0.0.1",
                                            "--port=6379"]
@@ -223,10 +226,18 @@ def test_duplicate_host_names_are_an_error(tmp_path):
 
 def test_duplicate_host_in_fleet_yaml(tmp_path):
     d = copy(H100, tmp_path)
+    text = (d / "fleet.yaml").read_text().replace("hosts:\n", "hosts:\n  gpu-b: {address: 10.0.0.9}\n")
+    (d / "fleet.yaml").write_text(text)
+    with pytest.raises(FleetError, match="line 5: 'gpu-b' appears twice in one mapping"):
+        load_fleet(d)
+
+
+def test_host_entry_naming_an_unknown_machine(tmp_path):
+    d = copy(H100, tmp_path)
     doc = yaml.safe_load((d / "fleet.yaml").read_text())
-    doc["hosts"].append({"name": "gpu-a", "address": "10.0.0.9"})
+    doc["hosts"]["gpu-z"] = {"address": "10.0.0.26"}
     (d / "fleet.yaml").write_text(yaml.safe_dump(doc))
-    with pytest.raises(FleetError, match=r"hosts\[2\] repeats the host name 'gpu-a'"):
+    with pytest.raises(FleetError, match="hosts.gpu-z names an unknown host 'gpu-z'"):
         load_fleet(d)
 
 
@@ -300,3 +311,34 @@ def test_without_networks_there_is_no_multi_node_plan(tmp_path):
     r = run("can-run", "deepseek-r1", "--quant", "FP8", "--fleet", str(d))
     assert r.exit_code == 3
     assert "NO" in r.output and "no network declared in fleet.yaml" in r.output
+
+
+def test_unequal_nodes_get_a_warning_and_llama_cpp_rpc():
+    doc = json.loads(run("fleet", "plan", str(MIXED), "--format", "json").output)
+    (w,) = doc["warnings"]
+    assert w.startswith("network lan joins unequal nodes: ")
+    assert "box-3090-a, box-3090-b: 1 x NVIDIA GeForce RTX 3090" in w and "box-4090: 1 x NVIDIA GeForce RTX 4090" in w
+    assert {o["runtime"] for o in doc["multi_node"]} == {"llama.cpp"}
+    split = doc["multi_node"][0]
+    assert split["topology"]["kind"] == "layer-split"
+    assert any("unequal devices" in n for n in split["notes"])
+
+
+def test_nodes_without_nvlink_use_pipeline_parallel_inside(tmp_path):
+    # Two nodes of two RTX 4090s each (PCIe only: NVML reports no active NVLink) on InfiniBand.
+    d = tmp_path / "fleet"
+    d.mkdir()
+    box = yaml.safe_load((MIXED / "box-4090.yaml").read_text())
+    box["gpus"] = [dict(box["gpus"][0], index=i) for i in range(2)]
+    box["links"] = {"nvlink_links": [0, 0], "nvlink_p2p": False}
+    for n in ("a", "b"):
+        (d / f"{n}.yaml").write_text(yaml.safe_dump(box))
+    (d / "fleet.yaml").write_text(yaml.safe_dump({"networks": [
+        {"name": "ib", "kind": "infiniband", "gbps": 200, "members": ["a", "b"]}]}))
+    cat = catalog.load()
+    opts, why = fp.multinode_options(cat, load_fleet(d), cat.model("llama-3.1-70b"),
+                                     recommend.Request(runtimes=("vllm",), quants=("AWQ",)), 8192)
+    assert opts, why
+    lay = opts[0].placement.layout
+    assert (lay.tensor_parallel, lay.pipeline_parallel, lay.tp_spans_nodes) == (1, 4, False)
+    assert any("no NVLink between this node's GPUs" in n for n in opts[0].notes)

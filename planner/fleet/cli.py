@@ -71,7 +71,10 @@ def run_fleet_plan(directory, want, licence, context, runtimes, quants, kv_cache
             if opts:
                 multi.append(opts[0])
     doc["multi_node"] = [o.to_dict() for o in multi]
+    warnings = fp.unequal_networks(fleet)
+    doc["warnings"] = warnings
     lines += ["", "Multi-node (models no single machine runs):"]
+    lines += [f"  warning: {w}" for w in warnings]
     if not fleet.networks:
         lines.append("  none: declare the networks between hosts in fleet.yaml to plan across machines")
     elif not multi:
@@ -120,6 +123,8 @@ def run_can_run_fleet(model, directory, licence, context, runtimes, quants, kv_c
         singles = [(mp, mp.best[0]) for mp in per_machine if mp.best]
         good = [s for s in singles if s[1].interactive]
         opts, why = ([], []) if good else fp.multinode_options(cat, fleet, m, req, ctx)
+        if not good:
+            why = fp.unequal_networks(fleet) + why
         best_multi = _one_per_runtime(opts)
         yes = bool(good) or any(o.interactive for o in best_multi)
         any_yes |= yes or bool(singles)

@@ -38,8 +38,10 @@ class NodeCommands:
     steps: tuple[Step, ...]
 
     def to_dict(self) -> dict:
-        return {"host": self.host, "address": self.address, "role": self.role, "rank": self.rank,
-                "commands": [s.to_dict() for s in self.steps]}
+        """`argv`/`env`: the node's long-running command (its last step); `commands`: every step in order."""
+        last = self.steps[-1]
+        return {"machine": self.host, "address": self.address, "role": self.role, "rank": self.rank,
+                "argv": list(last.argv), "env": dict(last.env), "commands": [s.to_dict() for s in self.steps]}
 
 
 @dataclass(frozen=True, slots=True)

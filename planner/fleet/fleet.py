@@ -4,7 +4,7 @@ fleet.yaml (schema plan-deploy/fleet/v1) says what a probe cannot see:
 
     schema: plan-deploy/fleet/v1
     hosts:                       # optional; a host is named by its machine file's stem
-      - {name: gpu-a, address: 10.0.0.11}
+      gpu-a: {address: 10.0.0.11}
     networks:
       - {name: ib, kind: infiniband, gbps: 400, members: [gpu-a, gpu-b]}
 
@@ -110,9 +110,11 @@ def _read_fleet_file(path: Path, names: set[str], usable: set[str]) -> tuple[dic
     import yaml
 
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())
     except (OSError, UnicodeDecodeError) as e:
         raise FleetError(f"cannot read {path}: {e}") from None
+    except _DuplicateKey as e:
+        raise FleetError(f"{path}: {e.args[0]}", hint="list each host once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -131,17 +133,17 @@ def _read_fleet_file(path: Path, names: set[str], usable: set[str]) -> tuple[dic
         raise fail(f"key {sorted(unknown)[0]!r}", "is not part of the schema")
     known = ", ".join(sorted(names))
     addresses: dict[str, str] = {}
-    for i, h in enumerate(_list(doc, "hosts", fail)):
-        if not isinstance(h, dict) or not isinstance(h.get("name"), str):
-            raise fail(f"hosts[{i}]", "must be a mapping with a 'name'")
-        name = h["name"]
-        if name in addresses:
-            raise fail(f"hosts[{i}]", f"repeats the host name {name!r}", hint="list each host once")
+    hosts = doc.get("hosts") or {}
+    if not isinstance(hosts, dict):
+        raise fail("'hosts'", "must be a mapping of host name to {address: ...}")
+    for name, h in hosts.items():
         if name not in names:
-            raise fail(f"hosts[{i}]", f"names an unknown host {name!r}", hint=f"hosts are the machine files: {known}")
+            raise fail(f"hosts.{name}", f"names an unknown host {name!r}", hint=f"hosts are the machine files: {known}")
+        if not isinstance(h, dict) or set(h) - {"address"}:
+            raise fail(f"hosts.{name}", "must be a mapping with an 'address'")
         addr = h.get("address")
         if addr is not None and not isinstance(addr, str):
-            raise fail(f"hosts[{i}].address", "must be a string (an IP address or host name)")
+            raise fail(f"hosts.{name}.address", "must be a string (an IP address or host name)")
         addresses[name] = addr or name
     networks = []
     for i, n in enumerate(_list(doc, "networks", fail)):
@@ -166,6 +168,31 @@ def _read_fleet_file(path: Path, names: set[str], usable: set[str]) -> tuple[dic
                                 gbps=float(gbps) if gbps is not None else None,
                                 members=tuple(m for m in members if m in usable)))
     return addresses, tuple(networks)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: {key!r} appears twice in one mapping "
+                                f"(a repeated host name?)")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+def _loader():
+    import yaml
+
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        pass
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+    return Loader
 
 
 def _list(doc: dict, key: str, fail) -> list[Any]:

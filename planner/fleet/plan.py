@@ -100,15 +100,20 @@ class MultiNodeOption:
 
     def to_dict(self) -> dict:
         lay = self.placement.layout
+        intra = {True: "nvlink", False: "pcie", None: "unknown"}[nvlink_state(self.hosts[0].machine)]
+        inter = {"name": self.network.name, "kind": self.network.kind, "gbps": self.network.gbps}
+        dep = self.deployment.to_dict()
         return {"model": self.model.id, "quant": self.quant, "runtime": self.runtime_id, "placement": "multi-node",
-                "network": {"name": self.network.name, "kind": self.network.kind, "gbps": self.network.gbps},
-                "hosts": list(self.host_names), "topology": lay.to_dict(),
+                "network": inter, "hosts": list(self.host_names),
+                "topology": {**lay.to_dict(), "links": {"intra": intra, "inter": inter}},
+                "nodes": dep["nodes"], "alternatives": dep["alternatives"], "checks": dep["checks"],
+                "ports": dep["ports"],
                 "per_gpu": self.placement.per_gpu.to_dict(), "gpu_share": self.placement.gpu_share,
                 "context": self.estimate.context, "max_context": self.placement.max_context,
                 "weights_bytes": self.estimate.weights_bytes,
                 "speed": None if self.placement.speed is None else {
                     **self.placement.speed.to_dict(), "basis": self.placement.speed.basis},
-                "interactive": self.interactive, "deployment": self.deployment.to_dict(),
+                "interactive": self.interactive,
                 "notes": list(self.notes) + list(self.placement.notes)}
 
 
@@ -134,6 +139,23 @@ def groups(fleet: Fleet, identical: bool) -> list[tuple[Network, list[Host]]]:
         for kind in sorted(by_kind):
             if len(by_kind[kind]) >= 2:
                 out.append((net, by_kind[kind]))
+    return out
+
+
+def unequal_networks(fleet: Fleet) -> list[str]:
+    """A warning per network whose GPU hosts differ: vLLM and SGLang span identical nodes only."""
+    out = []
+    for net in sorted(fleet.networks, key=lambda n: n.name):
+        kinds: dict[tuple, list[str]] = {}
+        for name in sorted(net.members):
+            m = fleet.host(name).machine
+            if m.gpus:
+                kinds.setdefault(_hardware_key(m), []).append(name)
+        if len(kinds) > 1:
+            parts = [f"{', '.join(hosts)}: {len(k)} x {k[0][0]}" for k, hosts in sorted(kinds.items())]
+            out.append(f"network {net.name} joins unequal nodes: {'; '.join(parts)}. vLLM and SGLang span only "
+                       f"identical nodes (their recipes put the same GPUs on every node); llama.cpp RPC splits "
+                       f"layers in proportion to each device's memory, its documented way with unequal devices")
     return out
 
 
