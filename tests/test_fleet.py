@@ -342,3 +342,19 @@ def test_nodes_without_nvlink_use_pipeline_parallel_inside(tmp_path):
     lay = opts[0].placement.layout
     assert (lay.tensor_parallel, lay.pipeline_parallel, lay.tp_spans_nodes) == (1, 4, False)
     assert any("no NVLink between this node's GPUs" in n for n in opts[0].notes)
+
+
+def test_llama_cpp_rpc_commands_follow_the_rpc_readme():
+    doc = json.loads(run("fleet", "plan", str(MIXED), "--format", "json").output)
+    split = next(o for o in doc["multi_node"] if o["runtime"] == "llama.cpp")
+    workers = [n for n in split["nodes"] if n["role"] == "worker"]
+    head = next(n for n in split["nodes"] if n["role"] == "head")
+    # tools/rpc/README.md: each worker `ggml-rpc-server -H HOST -p 50052` (rpc-server before the rename);
+    # the head `llama-server ... -ngl 99 --rpc host:50052,host:50052`
+    assert [w["argv"] for w in workers] == [["ggml-rpc-server", "-H", "192.168.1.21", "-p", "50052"],
+                                            ["ggml-rpc-server", "-H", "192.168.1.22", "-p", "50052"]]
+    rpc = head["argv"][head["argv"].index("--rpc") + 1]
+    assert rpc == "192.168.1.21:50052,192.168.1.22:50052"
+    assert head["argv"][0] == "llama-server" and head["argv"][head["argv"].index("-ngl") + 1] == "99"
+    assert split["nodes"][-1]["role"] == "head"  # workers listed first: they must be up before the head
+    assert any("insecure" in c for c in split["checks"])

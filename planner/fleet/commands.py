@@ -152,12 +152,13 @@ def _llama_cpp(model, art, quant, runtime, placement, context, hosts: Hosts, spe
     nodes = [NodeCommands(hosts[0][0], hosts[0][1], "head", 0, (Step(fill(spec["head"], v)),))]
     for rank, (name, addr) in enumerate(workers, 1):
         nodes.append(NodeCommands(name, addr, "worker", rank, (Step(fill(spec["worker"], {**v, "address": addr})),)))
-    checks = ("every host runs a llama.cpp build with -DGGML_RPC=ON (rpc-server on the workers)",
+    checks = ("every host runs a llama.cpp build with -DGGML_RPC=ON (ggml-rpc-server on the workers; "
+              "rpc-server in builds before the rename)",
               f"port {v['rpc_port']} carries unauthenticated RPC that can run arbitrary work: llama.cpp calls "
               "the RPC backend a fragile, insecure proof of concept; never expose it beyond a private network",
-              "the head sends the weights to the workers at load (rpc-server -c caches them locally)")
+              "the head sends the weights to the workers at load (ggml-rpc-server -c caches them locally)")
     # The head reads the file; workers receive tensors over RPC, so only the head needs the model.
-    # Order: start every rpc-server first, then the head.
+    # Order: start every ggml-rpc-server first, then the head.
     nodes = nodes[1:] + nodes[:1]
     return Deployment(nodes=tuple(nodes), alternatives={}, checks=checks,
                       ports={"rpc": int(v["rpc_port"]), "api": runtime.default_port})

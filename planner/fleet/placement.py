@@ -15,7 +15,7 @@ tensor x pipeline parallel (vLLM, SGLang)
     replicated once TP exceeds the KV heads); MLA's latent is not split by heads: every TP rank
     holds all of it (SGLang: "KV cache will be duplicated among all TP ranks").
 layer split over RPC (llama.cpp)
-  rpc-server on every worker exposes its devices; weights and KV go to every device in
+  ggml-rpc-server on every worker exposes its devices; weights and KV go to every device in
   proportion to its memory; each device keeps its own compute buffer.
 
 Speed of one stream: the stages run one after another, so a token costs the sum of every stage's
@@ -268,7 +268,7 @@ def place_layer_split(est: MemoryEstimate, model: ModelSpec, devices: list[Devic
                       link: Link, runtime: RuntimeSpec, catalog: Catalog, constants: dict) -> MultiNodePlacement | str:
     """llama.cpp over RPC: layers and KV split over every device in proportion to its memory."""
     if not devices:
-        return "no GPU on these nodes for rpc-server to expose"
+        return "no GPU on these nodes for ggml-rpc-server to expose"
     fixed = est.overhead_bytes
     room = sum(d.budget_bytes - fixed for d in devices)
     need = est.weights_bytes + est.kv_cache_bytes
