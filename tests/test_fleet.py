@@ -358,3 +358,11 @@ def test_llama_cpp_rpc_commands_follow_the_rpc_readme():
     assert head["argv"][0] == "llama-server" and head["argv"][head["argv"].index("-ngl") + 1] == "99"
     assert split["nodes"][-1]["role"] == "head"  # workers listed first: they must be up before the head
     assert any("insecure" in c for c in split["checks"])
+
+
+def test_licence_filter_applies_to_multi_node_plans():
+    r = run("can-run", "llama-3.1-405b", "--quant", "BF16", "--licence", "permissive", "--fleet", str(H100),
+            "--format", "json")
+    doc = json.loads(r.output)
+    assert r.exit_code == 3 and doc["answer"] == "no" and doc["multi_node"] == []
+    assert doc["why_not"][0].startswith("llama-3.1-405b is left out by --licence permissive")

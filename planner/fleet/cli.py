@@ -107,7 +107,7 @@ def run_can_run_fleet(model, directory, licence, context, runtimes, quants, kv_c
     """can-run MODEL --fleet DIR: which machines run it alone, else which machines together."""
     from ..catalog import find_models, load
     from ..output import dump
-    from ..recommend import Request
+    from ..recommend import Request, licence_ok
     from . import plan as fp
     from . import render
 
@@ -122,8 +122,11 @@ def run_can_run_fleet(model, directory, licence, context, runtimes, quants, kv_c
         per_machine = fp.machine_plans(cat, fleet, req)
         singles = [(mp, mp.best[0]) for mp in per_machine if mp.best]
         good = [s for s in singles if s[1].interactive]
-        opts, why = ([], []) if good else fp.multinode_options(cat, fleet, m, req, ctx)
-        if not good:
+        excluded = licence_ok(m, licence)
+        opts, why = ([], []) if good or excluded else fp.multinode_options(cat, fleet, m, req, ctx)
+        if excluded:
+            why = [f"{m.id} is left out by --licence {licence}: {excluded}"]
+        elif not good:
             why = fp.unequal_networks(fleet) + why
         best_multi = _one_per_runtime(opts)
         yes = bool(good) or any(o.interactive for o in best_multi)
