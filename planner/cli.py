@@ -384,7 +384,7 @@ def gpus(fmt, debug):
     _list_catalog("gpus", fmt)
 
 
-@cli.group()
+@cli.group(no_args_is_help=False)
 def fleet():
     """Plan a fleet: a directory of machine files (`probe --save DIR/NAME.yaml`) plus fleet.yaml."""
 

@@ -366,3 +366,12 @@ def test_licence_filter_applies_to_multi_node_plans():
     doc = json.loads(r.output)
     assert r.exit_code == 3 and doc["answer"] == "no" and doc["multi_node"] == []
     assert doc["why_not"][0].startswith("llama-3.1-405b is left out by --licence permissive")
+
+
+def test_fleet_without_a_subcommand_is_a_usage_error(capsys):
+    from planner.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["fleet"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["Error: Missing command.", "Hint: see `plan-deploy fleet --help`"]
