@@ -8,6 +8,9 @@ Readings are built in the shapes NVML and the kernel use: nvmlDeviceGetNvLinkSta
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pynvml
 
 from planner.hardware import dump_machine, machine_from_dict
@@ -49,23 +52,13 @@ def _env(nvml, files=None, dirs=None):
                     psutil=FakePsutil(32, 16, 64 * GIB, 60 * GIB))
 
 
-IB_FILES = {
-    "/sys/class/infiniband/mlx5_0/ports/1/state": "4: ACTIVE\n",
-    "/sys/class/infiniband/mlx5_0/ports/1/rate": "400 Gb/sec (4X NDR)\n",
-    "/sys/class/infiniband/mlx5_0/ports/1/link_layer": "InfiniBand\n",
-    "/sys/class/infiniband/mlx5_1/ports/1/state": "1: DOWN\n",
-    "/sys/class/infiniband/mlx5_1/ports/1/rate": "100 Gb/sec (4X EDR)\n",
-    "/sys/class/infiniband/mlx5_1/ports/1/link_layer": "Ethernet\n",
-    "/sys/class/net/eth0/speed": "100000\n",
-    "/sys/class/net/eth1/speed": "-1\n",
-    "/sys/class/net/lo/speed": "",
-}
-IB_DIRS = {"/sys/class/infiniband": ["mlx5_0", "mlx5_1"], "/sys/class/infiniband/mlx5_0/ports": ["1"],
-           "/sys/class/infiniband/mlx5_1/ports": ["1"], "/sys/class/net": ["eth0", "eth1", "lo", "docker0"]}
+READINGS = json.loads((Path(__file__).resolve().parent / "fixtures" / "fleet-links" / "readings.json").read_text())
+IB_FILES, IB_DIRS = READINGS["sysfs_files"], READINGS["sysfs_dirs"]
 
 
 def test_eight_h100_sxm_with_nvlink_and_infiniband():
-    nvml = NvlinkNvml([device("NVIDIA H100 80GB HBM3", **H100) for _ in range(8)], links=[18] * 8)
+    links = READINGS["nvml"]["nvlink_active_links_per_gpu"]
+    nvml = NvlinkNvml([device("NVIDIA H100 80GB HBM3", **H100) for _ in links], links=links)
     m = probe(_env(nvml, IB_FILES, IB_DIRS))
     assert len(m.gpus) == 8
     assert m.links.nvlink_links == (18,) * 8 and m.links.nvlink_p2p is True

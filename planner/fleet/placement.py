@@ -176,6 +176,12 @@ def place_tp_pp(est: MemoryEstimate, model: ModelSpec, gpu: Gpu, layout: Layout,
         notes.append(f"{est.layers} layers don't divide by {pp} stages: the fullest stage holds {mem.layers}")
     if tp > model.arch.kv_heads and model.arch.attention != "mla":
         notes.append(f"TP {tp} exceeds the {model.arch.kv_heads} KV heads: each GPU keeps a replicated head")
+    if layout.expert_parallel:
+        notes.append("expert parallel: experts are spread over the TP ranks instead of split; its all-to-all "
+                     "traffic is not in the speed estimate")
+    if model.is_moe:
+        notes.append("MoE speed: decode constants from single-machine runs; no published multi-node "
+                     "single-stream MoE run checks it yet")
     if model.arch.attention == "mla" and tp > 1:
         notes.append("MLA: every TP rank holds the whole latent KV cache (not split by heads)")
     spd = tp_pp_speed(est, model, gpu, layout, link, intra, runtime, catalog, constants)
