@@ -375,3 +375,19 @@ def test_fleet_without_a_subcommand_is_a_usage_error(capsys):
         main(["fleet"])
     assert e.value.code == 2
     assert capsys.readouterr().err.splitlines() == ["Error: Missing command.", "Hint: see `plan-deploy fleet --help`"]
+
+
+def test_want_gives_each_multi_node_model_its_own_free_machines(tmp_path):
+    d = tmp_path / "fleet"
+    d.mkdir()
+    box = (MIXED / "box-3090-a.yaml").read_text()
+    names = [f"box-{i}" for i in range(4)]
+    for n in names:
+        (d / f"{n}.yaml").write_text(box)
+    (d / "fleet.yaml").write_text(yaml.safe_dump({"networks": [
+        {"name": "lan", "kind": "ethernet", "gbps": 10, "members": names}]}))
+    r = run("fleet", "plan", str(d), "--want", "llama-3.3-70b,llama-3.1-70b", "--format", "json")
+    assert r.exit_code == 0, r.output
+    placed = {a["model"]: a["hosts"] for a in json.loads(r.output)["assignment"]}
+    assert len(placed["llama-3.3-70b"]) == 2 and len(placed["llama-3.1-70b"]) == 2
+    assert not set(placed["llama-3.3-70b"]) & set(placed["llama-3.1-70b"])

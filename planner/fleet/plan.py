@@ -121,11 +121,11 @@ def _hardware_key(m: Machine) -> tuple:
     return tuple((g.name, g.memory_total_bytes) for g in m.gpus)
 
 
-def groups(fleet: Fleet, identical: bool) -> list[tuple[Network, list[Host]]]:
-    """Hosts that can serve together: per network, identical machines (or all GPU hosts)."""
+def groups(fleet: Fleet, identical: bool, exclude: frozenset[str] = frozenset()) -> list[tuple[Network, list[Host]]]:
+    """Hosts that can serve together: per network, identical machines (or all GPU hosts), less `exclude`."""
     out = []
     for net in sorted(fleet.networks, key=lambda n: n.name):
-        members = [fleet.host(n) for n in sorted(net.members)]
+        members = [fleet.host(n) for n in sorted(net.members) if n not in exclude]
         members = [h for h in members if h.machine.gpus]
         if not identical:
             if len(members) >= 2:
@@ -200,8 +200,9 @@ def layouts(runtime_id: str, model: ModelSpec, m: Machine, gpus_per_node: int, n
 
 
 def multinode_options(cat: Catalog, fleet: Fleet, model: ModelSpec, request: recommend.Request,
-                      context: int) -> tuple[list[MultiNodeOption], list[str]]:
-    """The best multi-node option per runtime and network group (fewest nodes that fit), and why-nots."""
+                      context: int, exclude: frozenset[str] = frozenset()) -> tuple[list[MultiNodeOption], list[str]]:
+    """The best multi-node option per runtime, quantization and network group (fewest nodes that fit),
+    best first (MultiNodeOption.key), and why-nots. Hosts in `exclude` take no part."""
     data = commands.multinode_data()
     wanted = {recommend.runtime_id(r, cat) for r in request.runtimes}
     opts: list[MultiNodeOption] = []
@@ -213,7 +214,7 @@ def multinode_options(cat: Catalog, fleet: Fleet, model: ModelSpec, request: rec
         if not commands.supports(runtime.id) or (request.runtimes and runtime.id not in wanted):
             continue
         identical = data["runtimes"][runtime.id]["layouts"] != ["layer-split"]
-        for net, members in groups(fleet, identical):
+        for net, members in groups(fleet, identical, exclude):
             head = enrich(normalized(members[0].machine), cat)
             if fit.runtime_on_machine(head, runtime):
                 continue
@@ -361,8 +362,8 @@ def assign(cat: Catalog, fleet: Fleet, per_machine: list[MachinePlans], models: 
                 taken_fit.append(mp.host.name)
                 continue
             singles.append((mp, best[0]))
-        multi, why = multinode_options(cat, fleet, model, request, context)
-        multi_free = [o for o in multi if not set(o.host_names) & set(used)]
+        multi_free, why = multinode_options(cat, fleet, model, request, context, frozenset(used))
+        multi = multi_free or (multinode_options(cat, fleet, model, request, context)[0] if used else [])
         cands: list[tuple[tuple, object]] = []
         for mp, p in singles:
             cands.append(((not p.interactive, 1, -(p.speed.expected if p.speed else 0.0), (mp.host.name,)), (mp, p)))
