@@ -1,6 +1,6 @@
 """Wall time of `plan-deploy fleet plan DIR --format json` for fleets of 25 to 200 machine files.
 
-    python scripts/bench_fleet.py [--runs 3] [--sizes 25,50,100,200] [--bin PATH]
+    python scripts/bench_fleet.py [--runs 3] [--sizes 25,50,100,200] [--bin PATH] [--distinct]
 
 Each fleet is written to a temporary directory: machine files of six hardware kinds (8 x H100
 SXM nodes, RTX 4090 and RTX 3090 desktops, an M3 Max, CPU servers), every file with its own name
@@ -11,7 +11,8 @@ machine. Target: 200 machines under 5 s on a 2-core machine, growing linearly.
 
 The per-machine engine runs once per distinct hardware (a fleet plan ignores free memory), so
 the cost is (distinct kinds x one single-machine plan) + (machines x file reading, grouping and
-lookup) + (multi-node options per network group).
+lookup) + (multi-node options per network group). `--distinct` gives every machine its own RAM
+size, so every file is distinct hardware: the worst case, one single-machine plan per file.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ KINDS = [  # (machine file to copy, network kind of its racks, share of the flee
 ]
 
 
-def write_fleet(directory: Path, n: int) -> None:
+def write_fleet(directory: Path, n: int, distinct: bool = False) -> None:
     """n machine files and a fleet.yaml with racks of eight machines of one kind per network."""
     weights = [w for _, _, w in KINDS]
     counts = [n * w // sum(weights) for w in weights]
@@ -53,6 +54,8 @@ def write_fleet(directory: Path, n: int) -> None:
             name = f"{src.stem}-{j:03d}"
             doc["name"] = name
             # every probe reads a slightly different amount of free memory
+            if distinct:
+                doc["memory"]["total_bytes"] = yaml.safe_load(src.read_text())["memory"]["total_bytes"] + i * 2**30
             doc["memory"]["available_bytes"] = doc["memory"]["total_bytes"] - (i + 1) * 1_000_000
             for g in doc.get("gpus", []):
                 g["memory_free_bytes"] = g["memory_total_bytes"] - (i + 1) * 1_000_000
@@ -74,6 +77,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sizes", default="25,50,100,200")
     ap.add_argument("--bin", default=None, help="the plan-deploy executable (default: next to this Python, or PATH)")
+    ap.add_argument("--distinct", action="store_true", help="every machine distinct hardware (worst case)")
     args = ap.parse_args()
     exe = args.bin or str(Path(sys.executable).with_name("plan-deploy"))
     if not Path(exe).exists():
@@ -82,7 +86,7 @@ def main() -> int:
     results = {}
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            write_fleet(Path(tmp), n)
+            write_fleet(Path(tmp), n, args.distinct)
             times = []
             for _ in range(args.runs):
                 t = time.perf_counter()
@@ -98,7 +102,8 @@ def main() -> int:
     sizes = sorted(results)
     if len(sizes) >= 2:
         a, b = sizes[-2], sizes[-1]
-        print(f"growth {a} -> {b} machines: x{results[b] / results[a]:.2f} time for x{b / a:.2f} machines")
+        print(f"growth {a} -> {b} machines: x{results[b] / results[a]:.2f} time for x{b / a:.2f} machines; "
+              f"{(results[b] - results[a]) / (b - a) * 1000:.1f} ms per added machine")
     if 200 in results:
         verdict = "under" if results[200] < 5 else "OVER"
         print(f"200-machine fleet plan: {results[200]:.2f} s ({verdict} the 5 s target)")
