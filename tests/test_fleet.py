@@ -391,3 +391,16 @@ def test_want_gives_each_multi_node_model_its_own_free_machines(tmp_path):
     placed = {a["model"]: a["hosts"] for a in json.loads(r.output)["assignment"]}
     assert len(placed["llama-3.3-70b"]) == 2 and len(placed["llama-3.1-70b"]) == 2
     assert not set(placed["llama-3.3-70b"]) & set(placed["llama-3.1-70b"])
+
+
+def test_json_keys_follow_the_documented_contract():
+    doc = json.loads(run("fleet", "plan", str(MIXED), "--want", "qwen3-8b", "--format", "json").output)
+    assert set(doc) == {"fleet", "request", "machines", "warnings", "multi_node", "assignment"}
+    assert set(doc["fleet"]) == {"directory", "hosts", "networks", "skipped"}
+    o = doc["multi_node"][0]
+    assert set(o) == {"model", "quant", "runtime", "placement", "network", "hosts", "topology", "nodes",
+                      "alternatives", "checks", "ports", "per_gpu", "gpu_share", "context", "max_context",
+                      "weights_bytes", "speed", "interactive", "notes"}
+    assert {"nodes", "gpus_per_node", "tensor_parallel", "pipeline_parallel", "links"} <= set(o["topology"])
+    assert set(o["nodes"][0]) == {"machine", "address", "role", "rank", "argv", "env", "commands"}
+    assert set(doc["assignment"][0]) >= {"model", "placed", "hosts", "notes"}
