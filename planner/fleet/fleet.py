@@ -23,7 +23,7 @@ from ..errors import MachineFileError, PlannerError
 from ..hardware import Machine, load_machine
 
 SCHEMA = "plan-deploy/fleet/v1"
-FLEET_FILE = "fleet.yaml"
+FLEET_FILES = ("fleet.yaml", "fleet.yml")
 NETWORK_KINDS = ("nvlink", "infiniband", "roce", "ethernet")
 MACHINE_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -79,7 +79,7 @@ def load_fleet(directory: str | Path) -> Fleet:
         raise FleetError(f"fleet directory not found: {d}",
                          hint="make one with `plan-deploy probe --save DIR/NAME.yaml` on each machine")
     files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in MACHINE_SUFFIXES
-                   and p.name != FLEET_FILE and not p.name.startswith("."))
+                   and p.name not in FLEET_FILES and not p.name.startswith("."))
     seen: dict[str, str] = {}
     hosts: list[Host] = []
     skipped: list[tuple[str, str]] = []
@@ -99,8 +99,8 @@ def load_fleet(directory: str | Path) -> Fleet:
         raise FleetError(f"no usable machine file in {d}{why}",
                          hint="save one per machine with `plan-deploy probe --save DIR/NAME.yaml`")
     networks: tuple[Network, ...] = ()
-    fleet_file = d / FLEET_FILE
-    if fleet_file.is_file():
+    fleet_file = next((d / f for f in FLEET_FILES if (d / f).is_file()), None)
+    if fleet_file is not None:
         addresses, networks = _read_fleet_file(fleet_file, set(seen), {h.name for h in hosts})
         hosts = [replace(h, address=addresses.get(h.name)) for h in hosts]
     return Fleet(directory=str(d), hosts=tuple(hosts), networks=networks, skipped=tuple(skipped))
