@@ -404,3 +404,11 @@ def test_json_keys_follow_the_documented_contract():
     assert {"nodes", "gpus_per_node", "tensor_parallel", "pipeline_parallel", "links"} <= set(o["topology"])
     assert set(o["nodes"][0]) == {"machine", "address", "role", "rank", "argv", "env", "commands"}
     assert set(doc["assignment"][0]) >= {"model", "placed", "hosts", "notes"}
+
+
+def test_shell_rendering_quotes_what_needs_quoting():
+    from planner.fleet.commands import Step
+    from planner.fleet.render import shell_line
+
+    step = Step(("vllm", "serve", "/models/my model", "--port", "8000"), {"VLLM_HOST_IP": "10.0.0.1", "X": "a b"})
+    assert shell_line(step) == "VLLM_HOST_IP=10.0.0.1 X='a b' vllm serve '/models/my model' --port 8000"
