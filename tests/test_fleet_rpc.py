@@ -100,6 +100,7 @@ def test_llama_cpp_rpc_on_loopback(tmp_path):
                                                       ("ggml-rpc-server", "-H", "127.0.0.3")]
     for w in workers:  # the planner's fixed port must be free on each worker address
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ggml-rpc's own listener does
             try:
                 s.bind((w.address, dep.ports["rpc"]))
             except OSError:
@@ -146,11 +147,10 @@ def test_llama_cpp_rpc_on_loopback(tmp_path):
         assert out["content"].strip(), out
         assert out["tokens_predicted"] > 0
 
-        # The weights went to the workers: each holds part of the ~140 MiB of Q4_1 tensors.
+        # The weights went to the workers: each holds part of the ~90 MiB of Q4_1 tensors and its
+        # share of the KV cache (the head's default log level does not list devices).
         loaded = [_rss(p.pid) - before for p, before in zip(procs, idle)]
         assert all(grew > 20 * 2**20 for grew in loaded), loaded
-        head_log = (tmp_path / "head.log").read_text()
-        assert "127.0.0.2:50052" in head_log and "127.0.0.3:50052" in head_log
     finally:
         for p in reversed(procs):
             p.terminate()
