@@ -6,9 +6,10 @@ are except two substitutions a user of this offline machine makes too: `-m FILE`
 (no hub here) and a free port for the API. The two ggml-rpc-server workers must end up holding the
 model's layers, and the head must answer a completion.
 
-Opt-in (marker `rpc`): it needs ggml-rpc-server and llama-server built with -DGGML_RPC=ON, which
-no wheel ships; `scripts/build_rpc.sh` builds them from the llama.cpp sources vendored in the
-pinned llama-cpp-python sdist (tens of minutes on two cores, cached per version). Run with
+Marker `rpc`: it needs ggml-rpc-server and llama-server built with -DGGML_RPC=ON, which no wheel
+ships; `scripts/build_rpc.sh` builds them from the llama.cpp sources vendored in the pinned
+llama-cpp-python sdist (12 minutes on two cores, cached per version; .ci/run calls it and skips
+only this test if the build fails). Without PLAN_DEPLOY_RPC_BIN the test is skipped. Run with
     PLAN_DEPLOY_RPC_BIN="$(scripts/build_rpc.sh | tail -1)" python -m pytest -q -m rpc tests/test_fleet_rpc.py
 """
 
