@@ -95,6 +95,10 @@ def machine_options(f):
 
 
 def planning_options(f):
+    return machine_options(request_options(f))
+
+
+def request_options(f):
     options = [
         click.option("--licence", "--license", "licence", type=click.Choice(["any", "commercial", "permissive"]),
                      default="any", show_default=True,
@@ -107,7 +111,7 @@ def planning_options(f):
     ]
     for opt in reversed(options):
         f = opt(f)
-    return runtime_options(machine_options(f))
+    return runtime_options(f)
 
 
 def runtime_options(f, share: bool = True):
@@ -272,15 +276,20 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
 @cli.command("can-run")
 @click.argument("model")
 @planning_options
+@click.option("--fleet", "fleet_dir", type=click.Path(file_okay=False), help="Ask a fleet directory instead (see `fleet plan`).")
 @debug_option
 def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-            debug):
+            fleet_dir, debug):
     """Can this box run MODEL? Yes/no, the best way, and what would change the answer.
 
     MODEL: a catalog id, alias, Hugging Face repo, Ollama tag, or a size such as 70b; or a local
     .gguf file (any shard of a split set), a checkpoint directory, a config.json, or an org/name
     repository outside the catalog.
     """
+    if fleet_dir:
+        from .commands.fleet import run_can_run_fleet
+
+        return run_can_run_fleet(model, fleet_dir, licence, context, runtimes, quants, kv_cache_type, fmt)
     from . import output, recommend
 
     cat, targets = _resolve(model)
@@ -530,6 +539,24 @@ def finetune(model, machine_file, gpu, vram, ram, cpu_cores, debug, **opts):
 from .commands.bench import bench  # noqa: E402
 
 cli.add_command(bench)
+
+
+@cli.group(no_args_is_help=False)
+def fleet():
+    """Plan a fleet: a directory of machine files (`probe --save DIR/NAME.yaml`) plus fleet.yaml."""
+
+
+@fleet.command("plan")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--want", multiple=True, help="Models to place, comma-separated or repeated: where does each go?")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Plans shown per machine.")
+@request_options
+@debug_option
+def fleet_plan(directory, want, top, licence, context, runtimes, quants, kv_cache_type, fmt, debug):
+    """Each machine's best plans, multi-node options, and a --want assignment."""
+    from .commands.fleet import run_fleet_plan
+
+    run_fleet_plan(directory, want, licence, context, runtimes, quants, kv_cache_type, fmt, top)
 
 
 # ---------------------------------------------------------------- entry point

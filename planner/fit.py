@@ -142,6 +142,9 @@ def _gpu_budget(g: Gpu, runtime: RuntimeSpec, options: Options = Options()) -> t
     return runtime_rules(runtime).gpu_budget(g, options, usable_gpu_bytes(g))
 
 
+gpu_budget = _gpu_budget  # public: multi-node placement (planner/fleet) prices each GPU the same way
+
+
 def _place_gpus(est: MemoryEstimate, model: ModelSpec, gpus: list[Gpu], runtime: RuntimeSpec,
                 options: Options = Options(), pooled: bool = True) -> Placement | Rejection:
     ranked = sorted(gpus, key=lambda g: (-_gpu_budget(g, runtime, options)[0], g.index))

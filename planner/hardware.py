@@ -115,6 +115,31 @@ class OsInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Links:
+    """What the probe can read of the machine's interconnects (every field optional).
+
+    nvlink_links: active NVLink links per GPU, in GPU order (NVML nvmlDeviceGetNvLinkState);
+    nvlink_p2p: every GPU pair reaches the others peer-to-peer over NVLink (nvmlDeviceGetP2PStatus);
+    infiniband: one entry per HCA port from /sys/class/infiniband (device, port, state, rate_gbps,
+    link_layer: InfiniBand or Ethernet for RoCE); nics: network interfaces with a link speed from
+    /sys/class/net/*/speed (name, speed_mbps).
+    """
+
+    nvlink_links: tuple[int, ...] = ()
+    nvlink_p2p: bool | None = None
+    infiniband: tuple[dict, ...] = ()
+    nics: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nvlink_links": list(self.nvlink_links), "nvlink_p2p": self.nvlink_p2p,
+                "infiniband": [dict(p) for p in self.infiniband], "nics": [dict(n) for n in self.nics]}
+
+    @property
+    def empty(self) -> bool:
+        return not (self.nvlink_links or self.infiniband or self.nics) and self.nvlink_p2p is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Machine:
     os: OsInfo
     cpu: Cpu
@@ -122,6 +147,7 @@ class Machine:
     gpus: tuple[Gpu, ...] = ()
     name: str | None = None
     notes: tuple[str, ...] = field(default=())
+    links: Links | None = None  # interconnects, when probed (optional in the schema)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"schema": SCHEMA}
@@ -131,6 +157,8 @@ class Machine:
         d["cpu"] = self.cpu.to_dict()
         d["memory"] = self.memory.to_dict()
         d["gpus"] = [g.to_dict() for g in self.gpus]
+        if self.links is not None and not self.links.empty:
+            d["links"] = self.links.to_dict()
         d["notes"] = list(self.notes)
         return d
 
@@ -262,7 +290,34 @@ def machine_from_dict(doc: Any, source: str = "machine file") -> Machine:
         ))
     name = doc.get("name")
     return Machine(os=os_info, cpu=cpu, memory=memory, gpus=tuple(gpus),
-                   name=None if name is None else str(name), notes=tuple(notes))
+                   name=None if name is None else str(name), notes=tuple(notes), links=_links(r, doc))
+
+
+def _links(r: _Reader, doc: dict) -> Links | None:
+    d = doc.get("links")
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise r.fail("links", "must be a mapping")
+    nv = r.get(d, "nvlink_links", "links.nvlink_links", list, required=False, default=[])
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nv):
+        raise r.fail("links.nvlink_links", "must be a list of link counts (integers)")
+    ports = []
+    for i, p in enumerate(r.get(d, "infiniband", "links.infiniband", list, required=False, default=[])):
+        if not isinstance(p, dict):
+            raise r.fail(f"links.infiniband[{i}]", "must be a mapping")
+        rate = r.get(p, "rate_gbps", f"links.infiniband[{i}].rate_gbps", float, required=False)
+        ports.append({"device": str(p.get("device", "")), "port": p.get("port"), "state": p.get("state"),
+                      "rate_gbps": rate, "link_layer": p.get("link_layer")})
+    nics = []
+    for i, n in enumerate(r.get(d, "nics", "links.nics", list, required=False, default=[])):
+        if not isinstance(n, dict):
+            raise r.fail(f"links.nics[{i}]", "must be a mapping")
+        nics.append({"name": str(n.get("name", "")),
+                     "speed_mbps": r.get(n, "speed_mbps", f"links.nics[{i}].speed_mbps", int, required=False)})
+    return Links(nvlink_links=tuple(nv),
+                 nvlink_p2p=r.get(d, "nvlink_p2p", "links.nvlink_p2p", bool, required=False),
+                 infiniband=tuple(ports), nics=tuple(nics))
 
 
 def _opt_str(v: Any) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .hardware import Cpu, Gpu, Machine, Memory, OsInfo
+from .hardware import Cpu, Gpu, Links, Machine, Memory, OsInfo
 
 _SUBPROCESS_TIMEOUT_S = 2.0
 
@@ -96,16 +96,18 @@ def probe(env: ProbeEnv | None = None) -> Machine:
     cpu = _probe_cpu(env, ps, system, notes)
     memory = _probe_memory(env, ps, system, notes)
     gpus: list[Gpu] = []
+    nvlink: dict = {}
     if system == "Darwin":
         gpus += _probe_apple(env, memory, notes)
     else:
-        gpus += _probe_nvidia(env, memory, notes)
+        gpus += _probe_nvidia(env, memory, notes, nvlink)
         if system == "Linux":
             gpus += _probe_amd(env, len(gpus), notes)
     if not gpus:
         notes.append("no GPU found: plans will use the CPU and RAM")
+    links = _links(env, nvlink) if system == "Linux" else None
     return Machine(os=os_info, cpu=cpu, memory=memory, gpus=tuple(gpus), name=platform.node() or None,
-                   notes=tuple(notes))
+                   notes=tuple(notes), links=links)
 
 
 # ---------------------------------------------------------------- OS, CPU, RAM
@@ -311,7 +313,7 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _probe_nvidia(env: ProbeEnv, memory: Memory, notes: list[str]) -> list[Gpu]:
+def _probe_nvidia(env: ProbeEnv, memory: Memory, notes: list[str], nvlink: dict | None = None) -> list[Gpu]:
     lib = env.nvml
     if lib is False:
         return []
@@ -346,11 +348,15 @@ def _probe_nvidia(env: ProbeEnv, memory: Memory, notes: list[str]) -> list[Gpu]:
         cuda_raw = q("NVIDIA CUDA driver version", "nvmlSystemGetCudaDriverVersion")
         cuda = f"{cuda_raw // 1000}.{cuda_raw % 1000 // 10}" if isinstance(cuda_raw, int) else None
         count = q("NVIDIA device count", "nvmlDeviceGetCount", default=0)
+        handles = []
         for i in range(count):
             handle = q(f"GPU {i}", "nvmlDeviceGetHandleByIndex", i)
             if handle is None:
                 continue
+            handles.append(handle)
             gpus += _nvidia_device(q, lib, handle, i, driver, cuda, memory, len(gpus))
+        if nvlink is not None and handles:
+            nvlink.update(_nvlink(lib, handles))
     finally:
         try:
             lib.nvmlShutdown()
@@ -440,6 +446,74 @@ def _mig_instances(q: _Nvml, lib: Any, h: Any, i: int, name: str, parent_total: 
                        memory_free_bytes=free, memory_bandwidth_bytes_per_s=bw, mig_instance=profile,
                        **base))
     return out
+
+
+def _nvlink(lib: Any, handles: list) -> dict:
+    """Active NVLink links per GPU and whether every pair is peer-to-peer over NVLink.
+
+    nvmlDeviceGetNvLinkState(handle, link) answers per link (up to NVML_NVLINK_MAX_LINKS); a GPU
+    without NVLink answers "Not Supported", read as 0 links. nvmlDeviceGetP2PStatus with
+    NVML_P2P_CAPS_INDEX_NVLINK answers NVML_P2P_STATUS_OK for pairs joined by NVLink/NVSwitch.
+    Quiet: a missing NVLink is a normal answer, not a note.
+    """
+    max_links = int(getattr(lib, "NVML_NVLINK_MAX_LINKS", 18))
+    counts = []
+    for h in handles:
+        n = 0
+        for link in range(max_links):
+            try:
+                state = lib.nvmlDeviceGetNvLinkState(h, link)
+            except (lib.NVMLError, AttributeError, TypeError):
+                break
+            n += 1 if state == getattr(lib, "NVML_FEATURE_ENABLED", 1) else 0
+        counts.append(n)
+    p2p = None
+    if len(handles) > 1:
+        index = getattr(lib, "NVML_P2P_CAPS_INDEX_NVLINK", 3)
+        ok = getattr(lib, "NVML_P2P_STATUS_OK", 0)
+        try:
+            p2p = all(lib.nvmlDeviceGetP2PStatus(a, b, index) == ok
+                      for i, a in enumerate(handles) for b in handles[i + 1:])
+        except (lib.NVMLError, AttributeError, TypeError):
+            p2p = None
+    return {"nvlink_links": tuple(counts), "nvlink_p2p": p2p}
+
+
+# ---------------------------------------------------------------- network links (sysfs)
+
+
+def _links(env: ProbeEnv, nvlink: dict) -> Links | None:
+    """InfiniBand/RoCE ports from /sys/class/infiniband, NIC speeds from /sys/class/net.
+
+    Port files: `state` ("4: ACTIVE"), `rate` ("400 Gb/sec (4X NDR)"), `link_layer`
+    ("InfiniBand", or "Ethernet" for RoCE). A NIC's `speed` is in Mb/s; -1 or unreadable when
+    the link is down or virtual, and such interfaces are left out, as is the loopback.
+    """
+    ports = []
+    for dev in env.listdir("/sys/class/infiniband"):
+        base = f"/sys/class/infiniband/{dev}/ports"
+        for port in env.listdir(base):
+            state = (env.read_file(f"{base}/{port}/state") or "").strip()
+            rate_text = (env.read_file(f"{base}/{port}/rate") or "").strip()
+            rate = None
+            head = rate_text.split(" ", 1)[0]
+            try:
+                rate = float(head) if head else None
+            except ValueError:
+                rate = None
+            ports.append({"device": dev, "port": int(port) if port.isdigit() else port,
+                          "state": state.split(":")[-1].strip() or None, "rate_gbps": rate,
+                          "link_layer": (env.read_file(f"{base}/{port}/link_layer") or "").strip() or None})
+    nics = []
+    for name in env.listdir("/sys/class/net"):
+        if name == "lo":
+            continue
+        text = (env.read_file(f"/sys/class/net/{name}/speed") or "").strip()
+        if text.lstrip("-").isdigit() and int(text) > 0:
+            nics.append({"name": name, "speed_mbps": int(text)})
+    links = Links(nvlink_links=nvlink.get("nvlink_links", ()), nvlink_p2p=nvlink.get("nvlink_p2p"),
+                  infiniband=tuple(ports), nics=tuple(nics))
+    return None if links.empty else links
 
 
 # ---------------------------------------------------------------- AMD (sysfs, amdsmi)
