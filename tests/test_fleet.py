@@ -52,7 +52,7 @@ def test_deepseek_r1_fp8_needs_both_h100_nodes():
     assert {k: v for k, v in vllm["topology"].items() if k != "links"} == {"kind": "tp-pp", "nodes": 2, "gpus_per_node": 8, "tensor_parallel": 8,
                                     "pipeline_parallel": 2, "tensor_parallel_spans_nodes": False,
                                     "expert_parallel": True}
-    # SGLang's DeepSeek recipe: --tp 16 over two nodes
+    # SGLang's DeepSeek recipe: --tp 16 (spelled --tp-size, the parser's name) over two nodes
     assert sglang["topology"]["tensor_parallel"] == 16 and sglang["topology"]["tensor_parallel_spans_nodes"]
     assert vllm["per_gpu"]["total_bytes"] <= vllm["per_gpu"]["budget_bytes"]
 
@@ -107,7 +107,7 @@ def test_sglang_commands_follow_the_published_recipes():
     for rank, node in enumerate(_nodes(doc, "sglang")["nodes"]):
         argv = node["commands"][0]["argv"]
         assert argv[:13] == ["python3", "-m", "sglang.launch_server", "--model-path", "deepseek-ai/DeepSeek-R1",
-                             "--tp", "16", "--dist-init-addr", "10.0.0.1:5000", "--nnodes", "2", "--node-rank",
+                             "--tp-size", "16", "--dist-init-addr", "10.0.0.1:5000", "--nnodes", "2", "--node-rank",
                              str(rank)]
         assert "--trust-remote-code" in argv
     doc = json.loads(run("can-run", "llama-3.1-405b", "--quant", "BF16", "--fleet", str(H100), "--format",
@@ -115,7 +115,7 @@ def test_sglang_commands_follow_the_published_recipes():
     # multi_node.md: --model-path meta-llama/Meta-Llama-3.1-405B-Instruct --tp 16 --dist-init-addr H:P
     #   --nnodes 2 --node-rank {0,1}
     argv = _nodes(doc, "sglang")["nodes"][1]["commands"][0]["argv"]
-    assert argv[5:13] == ["--tp", "16", "--dist-init-addr", "10.0.0.1:5000", "--nnodes", "2", "--node-rank", "1"]
+    assert argv[5:13] == ["--tp-size", "16", "--dist-init-addr", "10.0.0.1:5000", "--nnodes", "2", "--node-rank", "1"]
     assert "--trust-remote-code" not in argv
 
 
