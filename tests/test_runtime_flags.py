@@ -76,9 +76,6 @@ def test_every_launch_command_is_accepted_by_its_runtime(machine, variant):
     assert not problems, f"{machine} [{variant}]:\n{report}"
 
 
-@pytest.mark.xfail(strict=True, reason="SGLang --enforce-eager is emitted as --disable-cuda-graph, deprecated in "
-                   "0.5.23: use --cuda-graph-backend-decode disabled --cuda-graph-backend-prefill disabled "
-                   "(data/runtimes.yaml sglang launch.optional.enforce_eager)")
 def test_no_plan_uses_an_option_its_runtime_marks_deprecated():
     found: dict[str, set[str]] = {}
     for machine in MACHINE_SET:

@@ -132,7 +132,7 @@ def test_enforce_eager_flags(cat):
     m = box([gpu()])
     v = plans(cat, m, "qwen2.5-7b", "vllm", quants=("BF16",), enforce_eager=True).plans[0]
     s = plans(cat, m, "qwen2.5-7b", "sglang", quants=("BF16",), enforce_eager=True).plans[0]
-    assert "--enforce-eager" in v.launch.argv and "--disable-cuda-graph" in s.launch.argv
+    assert "--enforce-eager" in v.launch.argv and "--cuda-graph-backend-decode" in s.launch.argv  # SGLang 0.5.23 deprecates --disable-cuda-graph
     assert any("eager" in n for n in v.launch.notes)
 
 

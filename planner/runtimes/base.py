@@ -23,7 +23,7 @@ from ..hardware import Gpu, Machine
 class Options:
     """Runtime settings a user chooses. `gpu_memory_utilization` is vLLM's --gpu-memory-utilization
     and SGLang's --mem-fraction-static (a share of each GPU's total memory, 0 < x <= 1);
-    `enforce_eager` turns CUDA graphs off (vLLM --enforce-eager, SGLang --disable-cuda-graph)."""
+    `enforce_eager` turns CUDA graphs off (vLLM --enforce-eager, SGLang --cuda-graph-backend-decode/prefill disabled)."""
 
     gpu_memory_utilization: float | None = None
     enforce_eager: bool = False

@@ -3,7 +3,7 @@
 - --mem-fraction-static is the share of each GPU for weights + KV pool only (ServerArgs help:
   "static allocation (model weights and KV cache memory pool)"); activations and CUDA-graph
   buffers live in the rest of the GPU (its memory hook reserves them there). The planning option
-  --gpu-memory-utilization sets it; --disable-cuda-graph is its eager mode.
+  --gpu-memory-utilization sets it; --cuda-graph-backend-decode/-prefill disabled is its eager mode (0.5.23 deprecates --disable-cuda-graph).
 - AMD: Instinct parts only (the architectures in data `rules.amd_archs`).
 - YaRN: --json-model-override-args with the model card's rope_scaling.
 """
