@@ -226,14 +226,15 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
         if request.use_cases and not set(request.use_cases) & set(model.use_cases):
             continue
         for runtime in runtimes:
-            options = []  # (quantization, quality kept, weight bytes) of every candidate with a file to get or make
+            options = []  # (quantization, quality kept, weight bytes, published) of every candidate with a file
             for qid in runtime.quants:
                 quant = cat.quants.get(qid.upper())
                 if quant is None or not (qid.upper() in request.quants if request.quants else quant.candidate) \
                         or (quant.moe_only and not model.is_moe):
                     continue
                 if _can_get(model, quant, runtime, machine.os.system):
-                    options.append((quant, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0))))
+                    options.append((quant, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0)),
+                                    best_only and _published(model, quant, runtime, machine.os.system)))
             seen: dict[str, Plan | None] = {}
 
             def evaluate(option, model=model, runtime=runtime, seen=seen) -> Plan | None:
@@ -315,16 +316,16 @@ def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec
 
 
 def _search_best(options: list, evaluate, margin: float = 0.0) -> bool:
-    """Evaluate, among `options` ((quantization, quality kept, weight bytes) of one model and runtime,
-    largest file first), the candidates that can be the best by `best_per_model_key`; True when one
+    """Evaluate, among `options` ((quantization, quality kept, weight bytes, published) of one model and
+    runtime, largest file first), the candidates that can be the best by `best_per_model_key`; True when one
     is interactive.
 
     Assumes what holds for one model and runtime: a smaller file never gets a worse placement or
     a lower speed. So the smallest file is the best of the group unless it is interactive; then
     the best are the files with its placement that stay interactive and keep the most quality,
-    found by bisection (a handful of evaluations instead of one per quantization). Every file within
-    `margin` points of the best is evaluated too: a published one may outrank a better file that
-    must be made (convert_quality_margin).
+    found by bisection (a handful of evaluations instead of one per quantization). When those are
+    files to make, the best published file within `margin` points is evaluated too: it may outrank
+    them (convert_quality_margin).
     """
     if not options:
         return False
@@ -334,9 +335,17 @@ def _search_best(options: list, evaluate, margin: float = 0.0) -> bool:
 
     def ties(group: list) -> None:
         top = max(round(o[1], 2) for o in group)
-        for o in group:
-            if round(o[1], 2) >= top - margin - 1e-9:
-                evaluate(o)
+        best = [o for o in group if round(o[1], 2) == top]
+        for o in best:
+            evaluate(o)
+        if margin and not any(o[3] for o in best):
+            # the best are files to make: the best published file within the margin may outrank them
+            near = [o for o in group if o[3] and round(o[1], 2) >= top - margin - 1e-9]
+            if near:
+                keep = max(round(o[1], 2) for o in near)
+                for o in near:
+                    if round(o[1], 2) == keep:
+                        evaluate(o)
 
     first = evaluate(options[0])
     if good(first, 0):
@@ -476,6 +485,19 @@ def _routes(quant: QuantSpec, runtime: RuntimeSpec, system: str) -> tuple[list[s
         hit = _ROUTES[key] = (quant, runtime, fmts,
                               any(f in ("gguf", "ollama") for f in fmts) and launch.loads_local_path(runtime.id))
     return hit[2], hit[3]
+
+
+def _published(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
+    """artifact_for(...) is a file to download or already here (not one to make)."""
+    fmts, _ = _routes(quant, runtime, system)
+    index = _artifact_index(model)
+    q = quant.id.upper()
+    if any((f, q) in index for f in fmts):
+        return True
+    hub = index.get(("gguf", q))
+    return hub is not None and "ollama" in fmts and (
+        (hub.source == "local" and launch.loads_local_path(runtime.id))
+        or (bool(hub.file) and "-00001-of-" not in hub.file))
 
 
 def _can_get(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
