@@ -10,10 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from planner.cli import main
 from planner.runtimes import flags
+from .test_cli import run as _run
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -33,15 +32,6 @@ VARIANTS = {
 RUNTIMES = ["llama.cpp", "ollama", "lm-studio", "vllm", "sglang", "transformers", "mlx-lm"]
 
 
-def _run(*args: str) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,12 +7,11 @@ import json
 from dataclasses import replace
 
 import pytest
-from click.testing import CliRunner
 
 from planner import catalog, fit, memory, recommend, runtimes, speed
-from planner.cli import main
 from planner.hardware import Cpu, Gpu, Machine, Memory, OsInfo
 from planner.runtimes.render import ps_quote, render
+from .test_cli import run
 
 GIB = 1 << 30
 
@@ -40,15 +39,6 @@ def plans(cat, machine, model, runtime=None, context=8192, quants=(), **opts):
     return recommend.plan(cat, machine, req, explain=True)
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 # ---------------------------------------------------------------- one module per runtime

@@ -12,15 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from planner.catalog import load
-from planner.cli import main
 from planner.memory import computed_params
 from planner.sources import hfconfig
 from planner.sources.resolve import resolve
 from tests.checkpoint_fixtures import config_for, write_checkpoint, write_safetensors
 from tests.gguf_fixtures import llama_metadata, llama_tensors, smollm2_gguf, write_gguf
+from .test_cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = ROOT / "tests" / "machines"
@@ -34,15 +33,6 @@ LLAMA_CPP_KV_2048 = 45 * 2**20  # 47,185,920 bytes
 SMOLLM2_TENSOR_BYTES = 96_576_768
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def errors_only(code: int, out: str, err: str) -> list[str]:
