@@ -43,7 +43,7 @@ def _tokens(ctx, param, value):
     try:
         return parse_tokens(value, what="--context")
     except UsageError as e:
-        raise click.BadParameter(e.message) from None
+        raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else "")) from None
 
 
 def _gpu_fact(parse):
@@ -361,6 +361,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"  quantizations that fit: {', '.join(doc['quants'])}")
     for p in options:
         extra = f", {p.placement.gpu_layers}/{p.estimate.layers} layers on GPU" if p.placement.gpu_layers else ""
+        if p.placement.gpu_layers and p.placement.gpu_layers >= p.estimate.layers:
+            extra += " (the output layer in RAM)"
         if p.placement.moe_cpu_layers:
             extra = f", experts of {p.placement.moe_cpu_layers}/{p.estimate.layers} layers in RAM"
         lines.append(f"  {p.runtime.id:12} {p.quant:7} {p.placement.kind}{extra}, {_tps(p)}, "

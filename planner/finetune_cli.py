@@ -99,8 +99,9 @@ def run(cat, machine, *, model: str, method: str, rank: int, target: str, seq_le
             ["sharding (FSDP / ZeRO) runs under Transformers or Axolotl with Accelerate or DeepSpeed; Unsloth's "
              "open-source release trains on one GPU"] if n > 1 and framework == "unsloth" else []) + [
             "MFU range is an assumption until measured (data/finetune.yaml mfu)",
-            f"memory per framework fitted to Unsloth's published tables; {framework}: "
-            f"{consts['frameworks'][framework]['name']}"] + (
+            "memory per framework fitted to Unsloth's published tables"
+            + (f" ({consts['frameworks'][framework]['name']})"
+               if consts['frameworks'][framework]['name'].lower() != framework else "")] + (
             [consts["frameworks"][framework]["note"]] if consts["frameworks"][framework].get("note") else []),
     }
     code = Exit.OK if fits else Exit.NO_FIT
