@@ -542,6 +542,10 @@ from .commands.bench import bench  # noqa: E402
 
 cli.add_command(bench)
 
+from .commands.hardware import hardware  # noqa: E402
+
+cli.add_command(hardware)
+
 
 @cli.group(no_args_is_help=False)
 def fleet():

@@ -1,0 +1,83 @@
+"""`plan-deploy hardware MODEL`: the catalog configurations that run MODEL, smallest first."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import Exit, UsageError
+
+
+def _tokens(ctx, param, value):
+    from ..units import parse_tokens
+
+    if value is None:
+        return None
+    try:
+        return parse_tokens(value, what="--context")
+    except UsageError as e:
+        raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else "")) from None
+
+
+@click.command("hardware")
+@click.argument("model")
+@click.option("--quant", "quants", multiple=True, help="Only this quantization (repeatable); low-bit types only when named.")
+@click.option("--min-tps", type=click.FloatRange(min=0), help="Expected decode tokens/s the configuration must reach.")
+@click.option("--context", callback=_tokens, help="Context in tokens (8192, 8k, 128k). Default 8k.")
+@click.option("--licence", "--license", "licence", type=click.Choice(["any", "commercial", "permissive"]),
+              default="any", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Configurations shown.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def hardware(model, quants, min_tps, context, licence, top, fmt, debug):
+    """Which hardware runs MODEL (at --min-tps), smallest sufficient configuration first.
+
+    Each catalog GPU (1, 2, 4 or 8 of it), each Mac and unified-memory device at each memory size,
+    and CPU boxes by RAM, planned by the same engine as can-run.
+    """
+    from .. import catalog, output
+    from ..hardware_search import search
+
+    cat = catalog.load()
+    models = catalog.find_models(model, cat)
+    if len(models) != 1:
+        raise UsageError(f"{model!r} names {len(models)} models: {', '.join(m.id for m in models)}",
+                         hint="give one id")
+    m = models[0]
+    opts = search(cat, m, quants=tuple(q.upper() for q in quants), context=context, min_tps=min_tps,
+                  licence=licence)
+    shown = opts[:top]
+    if fmt != "table":
+        click.echo(output.dump({"model": m.id, "min_tps": min_tps, "configurations": [o.to_dict() for o in shown],
+                                "more": max(0, len(opts) - len(shown))}, fmt), nl=False)
+    else:
+        click.echo(_table(m, shown, len(opts), min_tps), nl=False)
+    sys.exit(Exit.OK if opts else Exit.NO_FIT)
+
+
+def _table(model, shown, total, min_tps) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for o in shown:
+        p = o.plan
+        s = p.speed
+        bw = f"{o.bandwidth_bytes_per_s / 1e9:,.0f} GB/s" if o.bandwidth_bytes_per_s else "assumed"
+        tp = f" TP {p.placement.tensor_parallel}" if p.placement.tensor_parallel else ""
+        rows.append([o.config, f"{o.memory_bytes / 2**30:.0f} GiB", f"{p.quant} on {p.runtime.id}",
+                     f"{p.placement.kind}{tp}", f"{p.placement.required_bytes / 2**30:.1f} GiB",
+                     f"{(p.estimate.weights_read_bytes or p.estimate.weights_bytes) / 1e9:.1f} GB", bw,
+                     f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"])
+    want = f" at {min_tps:g}+ tokens/s" if min_tps else ""
+    head = f"{model.id}: {total} configuration{'s' if total != 1 else ''} run it{want}, smallest first\n\n"
+    if not rows:
+        return (f"{model.id}: no catalog configuration runs it{want} (GPU configurations up to 8 GPUs, Macs, "
+                "CPU boxes up to 512 GiB)\n")
+    table = tabulate(rows, ["configuration", "memory", "plan", "where", "needs", "read/token", "bandwidth/GPU",
+                            "tokens/s"], tablefmt="simple")
+    foot = ("\ncheck: decode tokens/s is about efficiency x bandwidth / bytes read per token (x GPUs under tensor"
+            "\nparallel), less a fixed cost per layer: data/constants.yaml speed.decode; interactive means 5+ tokens/s.\n")
+    if total > len(shown):
+        foot += f"{total - len(shown)} more: --top N\n"
+    return head + table + "\n" + foot
