@@ -10,14 +10,9 @@ from ..errors import Exit, UsageError
 
 
 def _tokens(ctx, param, value):
-    from ..units import parse_tokens
+    from ..cli import _tokens as tokens  # the planning commands' --context parser
 
-    if value is None:
-        return None
-    try:
-        return parse_tokens(value, what="--context")
-    except UsageError as e:
-        raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else "")) from None
+    return tokens(ctx, param, value)
 
 
 @click.command("hardware")
