@@ -7,20 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .test_layering import top_imports
+
 ROOT = Path(__file__).resolve().parent.parent
 FLEET = ROOT / "planner" / "fleet"
 HEAVY = ("httpx", "numpy", "gguf", "huggingface_hub", "xllamacpp", "pynvml", "psutil")
-
-
-def _module_imports(path: Path) -> set[str]:
-    """Top-level imports only (imports inside functions are the allowed lazy ones)."""
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 def test_fleet_modules_keep_the_rules():
@@ -28,7 +19,7 @@ def test_fleet_modules_keep_the_rules():
     assert {p.name for p in files} >= {"fleet.py", "placement.py", "commands.py", "plan.py", "render.py"}
     # the command bodies live with the other commands (planner/commands/fleet.py): click stays there
     for path in [*files, ROOT / "planner" / "commands" / "fleet.py"]:
-        imports = _module_imports(path)
+        imports = top_imports(path)
         assert not imports & {"pynvml", "psutil", "amdsmi", "subprocess", *HEAVY}, path.name
         if path.parent.name != "commands":
             assert "click" not in imports, path.name

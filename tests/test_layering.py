@@ -18,6 +18,17 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def top_imports(path: Path) -> set[str]:
+    """Top-level packages imported at module level (imports inside functions are the allowed lazy ones)."""
+    top = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            top.add(node.module.split(".")[0])
+    return top
+
+
 def test_only_the_probe_touches_hardware_libraries():
     for path in PLANNER.glob("*.py"):
         hardware = _imports(path) & {"pynvml", "psutil", "amdsmi", "subprocess"}
@@ -65,12 +76,7 @@ def test_model_sources_import_no_heavy_library_at_module_level():
     """Header readers stay fast: gguf/numpy only in tests, huggingface_hub only inside hub.py."""
     for path in (PLANNER / "sources").glob("*.py"):
         tree = ast.parse(path.read_text())
-        top = set()
-        for node in tree.body:
-            if isinstance(node, ast.Import):
-                top |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                top.add(node.module.split(".")[0])
+        top = top_imports(path)
         assert not top & {"gguf", "numpy", "huggingface_hub", "httpx", "requests", "click"}, (path.name, top)
         everywhere = _imports(path)
         assert "huggingface_hub" not in everywhere or path.name == "hub.py", path.name
@@ -83,24 +89,12 @@ def test_the_planning_path_imports_no_heavy_library_at_module_level():
     heavy = {"numpy", "gguf", "huggingface_hub", "httpx", "xllamacpp", "requests", "platformdirs"}
     for name in ("catalog.py", "catalog_cache.py", "convert.py", "memory.py", "recommend.py", "launch.py",
                  "cpu_repack.py", "bandwidth.py", "quality.py"):
-        tree = ast.parse((PLANNER / name).read_text())
-        top = set()
-        for node in tree.body:  # module level only: imports inside functions are fine
-            if isinstance(node, ast.Import):
-                top |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                top.add(node.module.split(".")[0])
+        top = top_imports(PLANNER / name)  # module level only: imports inside functions are fine
         assert not top & heavy, (name, top & heavy)
 
 
 def test_quality_is_pure_and_imports_nothing_heavy_at_module_level():
-    tree = ast.parse((PLANNER / "quality.py").read_text())
-    top = set()
-    for node in tree.body:  # module level only; yaml is imported inside the loader
-        if isinstance(node, ast.Import):
-            top |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            top.add(node.module.split(".")[0])
+    top = top_imports(PLANNER / "quality.py")  # module level only; yaml is imported inside the loader
     assert top <= {"__future__", "functools", "math", "dataclasses", "pathlib", "typing"}, top
 
 

@@ -66,6 +66,25 @@ def timeout(total_s: float, connect_s: float | None = None):
     return lib.Timeout(total_s, connect=connect_s if connect_s is not None else min(total_s, 5.0))
 
 
+class HttpClient:
+    """One HTTP connection pool (the library from http()) that closes itself: the shared part of the
+    OpenAI-compatible and Ollama clients. `self._lib` is the library module, `self._client` its Client."""
+
+    def __init__(self, timeout_s: float, connect_timeout_s: float | None):
+        self._timeout = (timeout_s, connect_timeout_s)
+        self._lib = http()
+        self._client = self._lib.Client(timeout=timeout(timeout_s, connect_timeout_s), trust_env=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def translate(exc: Exception, url: str) -> EndpointError:
     """One EndpointError with a hint for an exception raised by the HTTP library while talking to `url`."""
     lib = http()

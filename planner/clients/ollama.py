@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from . import EndpointError, check_url, http, status_error, timeout, translate
+from . import EndpointError, HttpClient, check_url, status_error, translate
 from .openai import OpenAIClient
 
 DEFAULT_PORT = 11434
@@ -44,25 +44,14 @@ def host_url(value: str | None = None) -> str:
     return f"{scheme}://{host}:{port}" + (f"/{path}" if path else "")
 
 
-class OllamaClient:
+class OllamaClient(HttpClient):
     """Ollama's native API. Every method raises EndpointError, never an HTTP library error."""
 
     def __init__(self, url: str | None = None, *, timeout_s: float = 60.0, connect_timeout_s: float | None = None):
         self.root = check_url(url or host_url()).rstrip("/")
         if self.root.endswith("/v1"):
             self.root = self.root[:-3]
-        self._timeout = (timeout_s, connect_timeout_s)
-        self._lib = http()
-        self._client = self._lib.Client(timeout=timeout(timeout_s, connect_timeout_s), trust_env=False)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> OllamaClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().__init__(timeout_s, connect_timeout_s)
 
     def _json(self, method: str, path: str, body: dict | None = None) -> dict:
         url = self.root + path

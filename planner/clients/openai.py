@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from . import EndpointError, check_url, http, status_error, timeout, translate
+from . import EndpointError, HttpClient, check_url, status_error, translate
 
 
 def split_base(url: str) -> tuple[str, str]:
@@ -31,23 +31,12 @@ def split_base(url: str) -> tuple[str, str]:
     return root + "/v1", root
 
 
-class OpenAIClient:
+class OpenAIClient(HttpClient):
     """Talks to one OpenAI-compatible server. Every method raises EndpointError, never an HTTP library error."""
 
     def __init__(self, url: str, *, timeout_s: float = 60.0, connect_timeout_s: float | None = None):
         self.base, self.root = split_base(url)
-        lib = http()
-        self._lib = lib
-        self._client = lib.Client(timeout=timeout(timeout_s, connect_timeout_s), trust_env=False)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> OpenAIClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().__init__(timeout_s, connect_timeout_s)
 
     def _get_json(self, url: str) -> object:
         try:
