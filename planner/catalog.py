@@ -404,6 +404,8 @@ class RuntimeSpec:
     rank: int = 0  # preference among equally good plans (lower first)
     version: dict[str, Any] = field(default_factory=dict)  # {id, source}: the release whose rules we follow
     rules: dict[str, Any] = field(default_factory=dict)  # facts only this runtime's module reads
+    # How it serves many users at once: {batching: continuous | slots | none, how, why (none), ...}
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def supports_os(self, system: str) -> bool:
         return system in self.os
@@ -417,6 +419,7 @@ class RuntimeSpec:
             "partial_offload": self.partial_offload, "default_port": self.default_port,
             "default_context": self.memory.get("default_context"),
             "version": self.version.get("id"),
+            "batching": self.serving.get("batching"),
             "install": self.install, "notes": list(self.notes), "sources": list(self.sources),
         }
 
@@ -679,7 +682,7 @@ def _runtime(raw: Any, where: str) -> RuntimeSpec:
         install=e.get("install", str, False), notes=e.strings("notes"), rank=e.get("rank", int, False, 0),
         format_os={str(k): tuple(v) for k, v in e.get("format_os", dict, False, {}).items()},
         multi_node=e.get("multi_node", dict), version=e.get("version", dict, False, {}),
-        rules=e.get("rules", dict, False, {}),
+        rules=e.get("rules", dict, False, {}), serving=e.get("serving", dict, False, {}),
         sources=e.strings("sources", required=True))
     e.done()
     return spec

@@ -141,6 +141,12 @@ def _options():
                    enforce_eager=bool(meta.get("enforce_eager")))
 
 
+def concurrency_option(f):
+    return click.option("--concurrency", type=click.IntRange(min=1),
+                        help="Plan a server for this many users at once: KV cache for each, batched speed "
+                             "per user and in all, the largest load memory allows.")(f)
+
+
 def debug_option(f):
     return click.option("--debug", is_flag=True, help="Show tracebacks.")(f)
 
@@ -222,16 +228,17 @@ def cli():
 @click.option("--explain", is_flag=True, help="Also list what was rejected and why.")
 @click.option("--model", "model", help="Only this model: catalog name, .gguf file, checkpoint dir, config.json, org/name.")
 @click.option("--prefer-local", is_flag=True, help="Rank plans whose model file is already on this disk first.")
+@concurrency_option
 @debug_option
 def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-         use_cases, min_tps, top, show_all, explain, model, prefer_local, debug):
+         use_cases, min_tps, top, show_all, explain, model, prefer_local, concurrency, debug):
     """Ranked model x quantization x runtime plans with launch commands."""
     from . import output, recommend
 
     cat, only = _resolve(model) if model else (_catalog(), [])
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
     req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps,
-                   models=tuple(m.id for m in only))
+                   models=tuple(m.id for m in only), concurrency=concurrency)
     res = recommend.plan(cat, machine, req, explain=explain, best_only=not (show_all or explain))
     machine = machine.with_notes(*res.notes)
     if not (machine_file or gpu or vram is not None):  # this machine: use model files already on its disk
@@ -277,9 +284,10 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
 @click.argument("model")
 @planning_options
 @click.option("--fleet", "fleet_dir", type=click.Path(file_okay=False), help="Ask a fleet directory instead (see `fleet plan`).")
+@concurrency_option
 @debug_option
 def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-            fleet_dir, debug):
+            fleet_dir, concurrency, debug):
     """Can this box run MODEL? Yes/no, the best way, and what would change the answer.
 
     MODEL: a catalog id, alias, Hugging Face repo, Ollama tag, or a size such as 70b; or a local
@@ -299,7 +307,7 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
     _echo_notes(machine)
     docs, any_yes, texts = [], False, []
     for m in targets:
-        req = _request(licence, context, runtimes, quants, kv_cache_type, models=(m.id,))
+        req = _request(licence, context, runtimes, quants, kv_cache_type, models=(m.id,), concurrency=concurrency)
         res = recommend.plan(cat, machine, req, explain=True)
         ctx = res.context
         best_per_runtime = {}
@@ -353,6 +361,8 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"{m.id}: YES — best: {best.quant} on {best.runtime.id} ({best.placement.kind}), "
                      f"{_tps(best)}, needs {best.placement.required_bytes / 2**30:.1f} GiB"
                      + (" (low-bit: expect a clear quality loss)." if best.low_bit else "."))
+    elif best.serving is not None:
+        lines.append(f"{m.id}: YES, but slowly at this load: {_tps(best)}; under the interactive speed per user.")
     else:
         how = "only through partial CPU offload" if best.placement.kind == "partial-offload" else \
             f"only on the {best.placement.kind}"
@@ -380,6 +390,11 @@ def _can_run_text(m, doc, best, options, machine) -> str:
 
 
 def _tps(p) -> str:
+    if p.serving is not None:
+        s = p.serving
+        cap = f", memory holds {s.max_concurrency:,}" if s.max_concurrency is not None else ""
+        return (f"{s.concurrency} user{'s' if s.concurrency > 1 else ''}: ~{s.per_user.expected:.1f} tokens/s each ({s.per_user.low:.1f}-"
+                f"{s.per_user.high:.1f}), ~{s.aggregate_tokens_per_s:,.0f} tokens/s in all{cap}")
     return f"~{p.speed.expected:.1f} tokens/s ({p.speed.low:.1f}-{p.speed.high:.1f})" if p.speed else "speed unknown"
 
 

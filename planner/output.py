@@ -91,6 +91,15 @@ def _speed(p) -> str:
         f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"
 
 
+def _rate(s) -> str:
+    return f"{s.expected:.0f} ({s.low:.0f}-{s.high:.0f})" if s.expected >= 10 else \
+        f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"
+
+
+def _max_users(v) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
 def _where(p) -> str:
     pl = p.placement
     if pl.kind == "partial-offload":
@@ -106,14 +115,27 @@ def plans_table(machine: Machine, plans: list, header_notes: list[str], footer: 
     lines.append("")
     if plans:
         rows = []
+        serving = any(p.serving is not None for p in plans)
         for i, p in enumerate(plans, 1):
             bench = p.quality_detail.benchmark + " " if p.quality_detail else ""
             q = f"{bench}{p.quality:.0f}" + ("*" if p.quality_estimated else "")
-            rows.append([i, p.model.id, p.quant, p.runtime.id, _where(p),
-                         f"{p.placement.required_bytes / GIB:.1f} / {p.placement.available_bytes / GIB:.1f} GiB",
-                         _speed(p), q, p.model.licence.commercial])
-        lines.append(_table(rows, ["#", "model", "quant", "runtime", "where", "memory need / have",
-                                   "tokens/s", "quality", "commercial"]))
+            mem = f"{p.placement.required_bytes / GIB:.1f} / {p.placement.available_bytes / GIB:.1f} GiB"
+            if serving and p.serving is not None:
+                s = p.serving
+                rows.append([i, p.model.id, p.quant, p.runtime.id, _where(p), mem, _rate(s.per_user),
+                             f"{s.aggregate_tokens_per_s:,.0f}", _max_users(s.max_concurrency), q,
+                             p.model.licence.commercial])
+            else:
+                rows.append([i, p.model.id, p.quant, p.runtime.id, _where(p), mem, _speed(p), q,
+                             p.model.licence.commercial])
+        if serving:
+            n = plans[0].serving.concurrency
+            lines.append(_table(rows, ["#", "model", "quant", "runtime", "where", "memory need / have",
+                                       f"tokens/s per user at {n}", "tokens/s in all", "max users", "quality",
+                                       "commercial"]))
+        else:
+            lines.append(_table(rows, ["#", "model", "quant", "runtime", "where", "memory need / have",
+                                       "tokens/s", "quality", "commercial"]))
         lines.append("")
         lines.append("Launch:")
         for i, p in enumerate(plans, 1):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import convert, fit, launch, memory, speed
+from . import convert, fit, launch, memory, serving, speed
 from . import quality as qmod
 from .catalog import Artifact, Catalog, ModelSpec, QuantSpec, RuntimeSpec
 from .errors import PlannerError, UsageError
@@ -32,11 +32,22 @@ class Request:
     kv_cache_type: str | None = None
     models: tuple[str, ...] = ()  # restrict to these catalog ids
     options: Options = Options()  # runtime settings: --gpu-memory-utilization, --enforce-eager
+    # --concurrency N: plan a server for N users decoding at once (None: one interactive user)
+    concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise UsageError(f"--concurrency {self.concurrency} is out of range",
+                             hint="allowed: a whole number of users at once, 1 or more, e.g. --concurrency 32")
+        if self.min_tps is not None and self.min_tps < 0:
+            raise UsageError(f"--min-tps {self.min_tps:g} is out of range", hint="allowed: 0 or more tokens/s")
 
     def to_dict(self, context: int) -> dict:
         d = {"licence": self.licence, "context": context, "runtimes": list(self.runtimes),
              "quants": list(self.quants), "use_cases": list(self.use_cases), "min_tps": self.min_tps,
              "kv_cache_type": self.kv_cache_type}
+        if self.concurrency is not None:
+            d["concurrency"] = self.concurrency
         if self.options != Options():
             d["gpu_memory_utilization"] = self.options.gpu_memory_utilization
             d["enforce_eager"] = self.options.enforce_eager
@@ -69,6 +80,7 @@ class Plan:
     low_bit: bool = False  # the quantization's `low_bit` flag (quants.yaml)
     # Points a file that must be made gives up in the ranking (data/constants.yaml convert_quality_margin)
     convert_margin: float = 0.0
+    serving: serving.Serving | None = None  # --concurrency N: the plan's figures at N users
 
     @property
     def bits_per_weight(self) -> float:
@@ -109,6 +121,7 @@ class Plan:
             "artifact": self.artifact.to_dict(),
             "launch": self.launch.to_dict(),
             "notes": list(self.notes),
+            **({"serving": self.serving.to_dict()} if self.serving is not None else {}),
         }
 
 
@@ -171,29 +184,74 @@ def _tps(plan: Plan) -> float:
     return plan.speed.expected if plan.speed else 0.0
 
 
+def _user_tps(plan: Plan) -> float:
+    """Tokens/s one user sees: at the planned load for a server (--concurrency), else alone."""
+    if plan.serving is not None:
+        return plan.serving.per_user_tokens_per_s
+    return _tps(plan)
+
+
 def _made(plan: Plan) -> bool:
     # A file that must be converted and quantized first ranks below an otherwise equal one that
     # downloads (or is already on disk); it still counts as a plan: can-run answers YES for it.
     return plan.artifact.source == "convert"
 
 
+def placement_class(plan: Plan) -> int:
+    """How well the placement runs here, 0 best: all on one GPU, unified memory, or tensor parallel
+    over several GPUs (decode reads each GPU's share at once, so speed scales); 1 layers split across
+    GPUs (memory adds up, speed does not); 2 MoE experts in RAM; 3 partial offload; 4 CPU."""
+    p = plan.placement
+    if p.kind == "multi-gpu" and p.tensor_parallel:
+        return 0
+    return PLACEMENT_ORDER[p.kind]
+
+
+# The ranking keys' terms, in order: the first term where two plans differ decides (planner/explain.py
+# names it). Each key function below returns one value per name.
+INTERACTIVE_TERMS = ("usable", "precision", "quality", "placement", "quality (to 0.01)", "file", "speed",
+                     "headroom", "model id", "runtime preference", "runtime id", "quantization")
+SERVING_TERMS = ("usable at load", "precision", "quality", "throughput", "quality (to 0.01)", "file",
+                 "speed per user", "headroom", "model id", "runtime preference", "runtime id", "quantization")
+
+
 def plan_key(plan: Plan) -> tuple:
-    """THE ranking: interactive plans first; then plans at a normal precision before low-bit ones;
-    then model quality; then how well it runs here
-    (one GPU / unified, several GPUs, partial offload, CPU); then quantization quality;
-    then a downloadable file before one to make; then speed; then memory headroom; then a stable
-    tie-breaker (id, runtime preference, quant)."""
-    return (not plan.interactive, _low_bit(plan), -round(_quant_tier(plan), 1), PLACEMENT_ORDER[plan.placement.kind],
-            -round(_quant_tier(plan), 2), _made(plan), -round(_tps(plan), 1), -round(plan.placement.headroom, 3),
-            plan.model.id, plan.runtime.rank, plan.runtime.id, plan.quant)
+    """THE ranking. One user (no --concurrency): interactive plans first; then plans at a normal
+    precision before low-bit ones; then model quality (0.1 point); then how well it runs here
+    (`placement_class`); then quantization quality; then a downloadable file before one to make;
+    then speed; then memory headroom; then a stable tie-breaker (id, runtime preference, quant).
+
+    A server (`plan.serving`, --concurrency N): plans whose every user gets an interactive speed at
+    N users first; then precision and quality as above; then aggregate throughput at N users in
+    place of placement (which it already prices: tensor parallel adds bandwidth, offload removes it);
+    then the rest as above with the per-user speed. Term names: INTERACTIVE_TERMS / SERVING_TERMS."""
+    tier = _quant_tier(plan)
+    tail = (-round(_quant_tier(plan), 2), _made(plan))
+    ids = (plan.model.id, plan.runtime.rank, plan.runtime.id, plan.quant)
+    if plan.serving is not None:
+        s = plan.serving
+        return (not plan.interactive, _low_bit(plan), -round(tier, 1), -round(s.aggregate_tokens_per_s, 0), *tail,
+                -round(s.per_user_tokens_per_s, 1), -round(plan.placement.headroom, 3), *ids)
+    return (not plan.interactive, _low_bit(plan), -round(tier, 1), placement_class(plan), *tail,
+            -round(_tps(plan), 1), -round(plan.placement.headroom, 3), *ids)
+
+
+def key_terms(plan: Plan) -> tuple[str, ...]:
+    """The names of `plan_key(plan)`'s terms, in order."""
+    return SERVING_TERMS if plan.serving is not None else INTERACTIVE_TERMS
 
 
 def best_per_model_key(plan: Plan) -> tuple:
     """Within one model: usable first, then a normal precision before a low-bit one, best placement; then the best quantization among usable
     plans, but the fastest among plans too slow to use; then a file to download before one to
-    make; then runtime preference."""
+    make; then runtime preference. A server (--concurrency): usable at load, precision, quality,
+    then aggregate throughput."""
     tier, tps = -round(_quant_tier(plan), 2), -round(_tps(plan), 1)
-    return (not plan.interactive, _low_bit(plan), PLACEMENT_ORDER[plan.placement.kind],
+    if plan.serving is not None:
+        return (not plan.interactive, _low_bit(plan), -round(_quant_tier(plan), 1),
+                -round(plan.serving.aggregate_tokens_per_s, 0), tier, _made(plan), plan.runtime.rank,
+                plan.runtime.id, plan.quant)
+    return (not plan.interactive, _low_bit(plan), placement_class(plan),
             (tier, tps) if plan.interactive else (tps, tier), _made(plan), plan.runtime.rank, plan.runtime.id,
             plan.quant)
 
@@ -243,18 +301,20 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                 if key in seen:
                     return seen[key]
                 out = candidate(cat, machine, model, key, runtime, context, request.kv_cache_type, request.options,
-                                use_cases=request.use_cases)
+                                use_cases=request.use_cases, concurrency=request.concurrency)
                 if isinstance(out, str):
                     if explain:
                         rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
                                          "reason": out})
                     out = None
                 elif out is not None and request.min_tps is not None and (
-                        out.speed is None or out.speed.expected < request.min_tps):
+                        out.speed is None or _user_tps(out) < request.min_tps):
                     if explain:
-                        got = f"{out.speed.expected:.1f}" if out.speed else "unknown"
+                        got = f"{_user_tps(out):.1f}" if out.speed else "unknown"
+                        each = f" per user at {request.concurrency} users" if out.serving else ""
                         rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
-                                         "reason": f"{got} tokens/s expected, below --min-tps {request.min_tps:g}"})
+                                         "reason": f"{got} tokens/s expected{each}, below --min-tps "
+                                                   f"{request.min_tps:g}"})
                     out = None
                 if out is not None:
                     plans.append(out)
@@ -531,8 +591,12 @@ def _artifact_index(model: ModelSpec) -> dict[tuple[str, str], Artifact]:
 
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
               kv_cache_type: str | None, options: Options = Options(), use_cases: tuple[str, ...] = (), *,
-              art: Artifact | None = None) -> Plan | str | None:
-    """A plan, a rejection reason, or None when the combination doesn't exist (no file to get or make)."""
+              art: Artifact | None = None, concurrency: int | None = None) -> Plan | str | None:
+    """A plan, a rejection reason, or None when the combination doesn't exist (no file to get or make).
+
+    `concurrency`: plan a server for that many users at once: KV cache for that many sequences of
+    `context` tokens, the runtime's way of serving them (planner/runtimes `serving_reason`,
+    `batching`), per-user and aggregate speed (planner/serving.py); None: one interactive user."""
     quant = cat.quants.get(qid.upper())
     if quant is None or (quant.moe_only and not model.is_moe):
         return None
@@ -559,12 +623,17 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     kv = kv_cache_type if kv_cache_type in runtime.kv_cache_types else None
     if kv_cache_type and kv is None:
         return f"{runtime.id} has no {kv_cache_type} KV cache"
+    users = concurrency or 1
+    if concurrency is not None:
+        why = rules.serving_reason(concurrency)
+        if why:
+            return why
     gpus, _ = fit.runtime_gpus(machine, runtime, quant)
     try:
         est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus),
-                              options=options, devices=tuple(gpus))
+                              options=options, devices=tuple(gpus), batch=users)
         cpu_est = est if not gpus else memory.estimate(model, quant.id, runtime, cat, context=context,
-                                                       kv_cache_type=kv, gpu=False, options=options)
+                                                       kv_cache_type=kv, gpu=False, options=options, batch=users)
     except PlannerError as e:
         return e.message
     if gpus:
@@ -576,7 +645,15 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     spd = speed.estimate_speed(used_est, model, placed, machine, runtime, cat, prompt_tokens=min(context, 1024))
     threshold = float(cat.constants["interactive_tokens_per_s"])
     interactive = spd.expected >= threshold if spd else placed.kind in ("gpu", "multi-gpu", "unified")
+    served = None
+    if concurrency is not None:
+        served = serving.estimate(used_est, model, placed, machine, runtime, cat, concurrency, spd,
+                                  rules.batching(concurrency))
+        if served is not None:
+            interactive = served.per_user_tokens_per_s >= threshold
     notes = list(used_est.notes) + yarn_notes + list(placed.notes)
+    if served is not None:
+        notes += serving_notes(served, threshold, placed, machine)
     if placed.kind != "cpu":
         notes += list(rules.quant_notes([g for g in gpus if g.index in placed.gpus], quant))
     if placed.kind in ("cpu", "partial-offload", "moe-offload") and spd is not None:
@@ -593,7 +670,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
                          f"buffer for {machine.cpu.arch} ({'/'.join(sorted(set(machine.cpu.flags) & {'avx2', 'avx512f', 'neon', 'dotprod', 'i8mm'}))}); "
                          "the file's pages of those tensors stay cached but the kernel can drop them, and "
                          "--no-mmap loads them once")
-    if spd is not None and not interactive:
+    if spd is not None and not interactive and served is None:
         notes.append(f"about {spd.expected:.1f} tokens/s: too slow for interactive use "
                      f"(under {threshold:g} tokens/s)")
     if spd is None:
@@ -611,7 +688,26 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
                 speed=spd, launch=lnch, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
                 notes=tuple(notes), quality_detail=q, repacked_bytes=repacked, low_bit=quant.low_bit,
-                convert_margin=float(cat.constants["convert_quality_margin"]) if art.source == "convert" else 0.0)
+                convert_margin=float(cat.constants["convert_quality_margin"]) if art.source == "convert" else 0.0,
+                serving=served)
+
+
+def serving_notes(s: serving.Serving, threshold: float, placed: fit.Placement, machine: Machine) -> list[str]:
+    """What a server plan's reader needs: the load, how it is served, what bounds it, the limit."""
+    out = [f"{s.concurrency} users at once: ~{s.per_user_tokens_per_s:.1f} tokens/s each, "
+           f"~{s.aggregate_tokens_per_s:,.0f} tokens/s in all ({s.bound} bound); {s.batching}"]
+    if s.max_concurrency is not None:
+        out.append(f"memory holds up to {s.max_concurrency:,} sequences of the full context at once"
+                   + (" (more requests wait in the queue)" if s.max_concurrency >= s.concurrency else ""))
+    if s.per_user_tokens_per_s < threshold:
+        out.append(f"at {s.concurrency} users each gets under {threshold:g} tokens/s: too slow for interactive "
+                   f"use at this load")
+    n_gpus = len([g for g in machine.gpus if not g.unified_memory])
+    used = len(placed.gpus)
+    if placed.kind in ("gpu", "multi-gpu") and used and n_gpus >= 2 * used:
+        out.append(f"uses {used} of {n_gpus} GPUs: {n_gpus // used} copies behind a load balancer (or the "
+                   f"runtime's data parallel) would serve about {n_gpus // used}x the load")
+    return out
 
 
 # ---------------------------------------------------------------- can-run: what would change the answer

@@ -222,6 +222,36 @@ class Runtime:
         k.setdefault("step_overhead_us", 0.0)
         return k
 
+    # ------------------------------------------------------------ serving (--concurrency)
+
+    def serving_reason(self, n: int) -> str | None:
+        """None if the plan can serve `n` users at once, else why not (data `serving.why`)."""
+        s = self.spec.serving
+        if n > 1 and s.get("batching", "none") == "none":
+            return s.get("why") or f"{self.id} serves one request at a time"
+        return None
+
+    def batching(self, n: int) -> str:
+        """How `n` users are served, in one phrase (data `serving.how`, {n} filled in)."""
+        how = self.spec.serving.get("how")
+        return how.format(n=n) if how else "one request at a time"
+
+    def concurrency_limit(self, req: "LaunchRequest") -> int | None:
+        """The most requests the runtime runs at once unless told otherwise (data `serving.default_limit`;
+        None: no fixed limit)."""
+        limit = self.spec.serving.get("default_limit")
+        return int(limit) if limit is not None else None
+
+    def concurrency_values(self, req: "LaunchRequest") -> dict[str, Any]:
+        """Launch-template values for a server of req.estimate.batch users: the runtime's setting
+        (data `serving.value`, a template placeholder) where the load exceeds its default limit."""
+        n = req.estimate.batch
+        name = self.spec.serving.get("value")
+        limit = self.concurrency_limit(req)
+        if n <= 1 or not name or (limit is not None and n <= limit):
+            return {}
+        return {name: n}
+
     # ------------------------------------------------------------ context
 
     def rope_args(self, model: ModelSpec, context: int) -> tuple[str, ...] | None:
@@ -249,14 +279,15 @@ class Runtime:
     def base_values(self, req: LaunchRequest) -> dict[str, Any]:
         default_kv = next(iter(self.spec.kv_cache_types))
         kv = req.kv_cache_type if req.kv_cache_type and req.kv_cache_type != default_kv else None
-        return {"context": req.estimate.context, "port": self.spec.default_port, "kv_cache_type": kv}
+        return {"context": req.estimate.context, "port": self.spec.default_port, "kv_cache_type": kv,
+                **self.concurrency_values(req)}
 
     def fill(self, values: dict[str, Any], key: str = "argv") -> tuple[list[str], dict[str, str]]:
         """argv and env from the data template; optional groups only where their value is set."""
         spec = self.spec.launch
         present = {k: str(v) for k, v in values.items() if v is not None}
         argv = [part.format(**present) for part in spec[key]]
-        for name, group in spec.get("optional", {}).items():
+        for name, group in (spec.get("optional", {}) if key == "argv" else {}).items():
             if values.get(name) is not None:
                 argv += [part.format(**present) for part in group]
         env = {k: v.format(**present) for k, v in spec.get("env", {}).items()}

@@ -35,6 +35,11 @@ class LlamaCpp(Runtime):
         return ("--rope-scaling", "yarn", "--rope-scale", f"{y['factor']:g}",
                 "--yarn-orig-ctx", str(y["original_max_position_embeddings"]))
 
+    def concurrency_values(self, req: LaunchRequest) -> dict[str, Any]:
+        """N users: -np N slots and -c the total of their contexts (the slots split -c)."""
+        n = req.estimate.batch
+        return {"context": req.estimate.context * n, "parallel": n} if n > 1 else {}
+
     def gpu_layers(self, req: LaunchRequest) -> int:
         p = req.placement
         if p.kind == "cpu":

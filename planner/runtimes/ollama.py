@@ -51,6 +51,11 @@ class Ollama(Runtime):
             else:
                 notes.append("the Ollama app runs the server: setx stores the settings for your account; quit "
                              "Ollama from the taskbar and start it again before `ollama run`; no `ollama serve`")
+        if req.estimate.batch > 1:
+            # A server for many users: fetch the model; it loads on the first API request with the
+            # server's settings (no interactive `ollama run` session).
+            argv = [("pull" if a == "run" else a) for a in argv]
+            notes.append("the model loads on the first request to http://127.0.0.1:11434 (OpenAI-compatible at /v1)")
         steps.append(Step("client", tuple(argv)))
         return finish(self, req, steps, notes)
 

@@ -109,6 +109,11 @@ class Vllm(Runtime):
                 tokens, seqs = int(t), int(n)
         return tokens, seqs
 
+    def concurrency_limit(self, req: LaunchRequest) -> int | None:
+        """max_num_seqs: the server's default for the plan's GPUs (`batch_defaults`)."""
+        used = tuple(g for g in req.machine.gpus if g.index in req.placement.gpus)
+        return self.batch_defaults(used)[1] or None
+
     def overhead_bytes(self, model: ModelSpec, catalog: Catalog, context: int, batch: int, gpu: bool,
                        options: Options, devices: tuple[Gpu, ...] = ()) -> int:
         """CUDA context + allocator slack + the profiling run's activations (one batch of
@@ -123,7 +128,7 @@ class Vllm(Runtime):
         total += activation_bytes_per_token(arch, catalog.constants) * min(batched, context)
         if not options.enforce_eager:
             total += int(mem.get("cuda_graph_bytes_per_layer", 0)) * arch.layers
-        total += seqs * arch.vocab_size * 4
+        total += max(seqs, batch) * arch.vocab_size * 4  # --max-num-seqs raised to the planned load
         return total
 
     # ------------------------------------------------------------ context
