@@ -7,6 +7,8 @@ the same engine as `plan` and `can-run` (recommend.plan, best plan per model). C
 - each Apple chip and unified-memory device at each memory size the catalog lists;
 - CPU boxes with 16 to 512 GiB of RAM (8 cores, the assumed RAM bandwidth of data/constants.yaml).
 Sorted smallest sufficient first: by the memory the configuration has, then fewer GPUs, then speed.
+With --concurrency N every configuration is planned as a server for N users (planner/serving.py):
+its KV cache holds N sequences and the speeds checked are per user at that load.
 A configuration counts when the model's best plan there is interactive (and reaches --min-tps), on
 GPUs or unified memory for a GPU configuration (not through offload to RAM), at a normal-precision
 quantization unless --quant names a low-bit one.
@@ -57,12 +59,14 @@ def _configs(cat) -> list[tuple[str, dict]]:
 
 
 def search(cat, model, *, quants: tuple[str, ...] = (), context: int | None = None, min_tps: float | None = None,
-           licence: str = "any") -> list[Option]:
-    """Configurations that run `model` interactively (and at `min_tps` tokens/s expected, if given),
-    smallest sufficient first. Raises what recommend.plan raises for bad requests."""
+           licence: str = "any", concurrency: int | None = None) -> list[Option]:
+    """Configurations that run `model` interactively (and at `min_tps` tokens/s expected, if given;
+    per user at `concurrency` users), smallest sufficient first. Raises what recommend.plan raises
+    for bad requests."""
     from . import hardware, recommend
 
-    req = recommend.Request(licence=licence, context=context, quants=quants, models=(model.id,))
+    req = recommend.Request(licence=licence, context=context, quants=quants, models=(model.id,),
+                            concurrency=concurrency)
     threshold = float(cat.constants["interactive_tokens_per_s"])
     need_tps = max(threshold, min_tps or 0.0)
     found: list[Option] = []
@@ -80,7 +84,7 @@ def search(cat, model, *, quants: tuple[str, ...] = (), context: int | None = No
         p = best[0]
         if not ram_only and p.placement.kind not in GPU_PLACEMENTS:
             continue  # runs only through offload to RAM: not this configuration's answer
-        if p.speed is None or p.speed.expected < need_tps:
+        if p.speed is None or recommend._user_tps(p) < need_tps:
             continue
         if p.low_bit and not quants:
             continue  # IQ1/IQ2/Q2_K only where asked for with --quant (quants.yaml low_bit)
@@ -95,5 +99,5 @@ def search(cat, model, *, quants: tuple[str, ...] = (), context: int | None = No
             if kind == "gpu":
                 satisfied.add(base)
         found.append(Option(config=label, kind=kind, memory_bytes=mem, gpus=n, bandwidth_bytes_per_s=bw, plan=p))
-    found.sort(key=lambda o: (o.memory_bytes, o.gpus, -(o.plan.speed.expected if o.plan.speed else 0), o.config))
+    found.sort(key=lambda o: (o.memory_bytes, o.gpus, -(recommend._user_tps(o.plan) if o.plan.speed else 0), o.config))
     return found

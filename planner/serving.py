@@ -1,27 +1,34 @@
 """Serving N users at once: memory for N sequences, batched decode speed, and the largest load.
 
-A decode step of a batch of N sequences reads the weights once for all of them and each
+A decode step of a batch of N sequences reads the weights once for all of them plus each
 sequence's own KV cache, and does N tokens' worth of matrix products:
 
-    t(N) = max( t_mem(N), t_compute(N) )                                   (roofline)
-    t_mem(N)     = W(N) + N x KV(fill)  over the placement's effective bandwidth, plus the fixed
-                   per-layer and per-step costs of speed.seconds_per_token
-    t_compute(N) = N x 2 x parameters used per token / (efficiency x dense BF16 FLOP/s x GPUs)
+    t(N) = t_mem(N) + (N - 1) / (r x prefill tokens/s)
+    t_mem(N) = (W x g(N) + N x KV(fill)) over the placement's effective bandwidth, plus the fixed
+               per-layer and per-step costs (speed.seconds_per_token: the single-stream formula,
+               so t(1) is exactly the single-user estimate)
     per-user tokens/s = 1 / t(N);   aggregate tokens/s = N / t(N)
 
-W(N): dense weights are read once per step; a MoE layer reads the experts the batch routes to,
-E x (1 - (1 - k/E)^N) of its E experts when k of E are picked per token, uniformly and
-independently (the expected number of distinct experts; real routing is skewed, so this is an
-upper bound on what is read). `efficiency` is the share of the dense BF16 peak the batched decode
-kernels reach: data/constants.yaml `serving.compute_efficiency` per runtime class and hardware
-class, with its sources; where no batched run was published, the class's prefill efficiency.
+The second term is the compute of the batch's extra tokens: the same matrix products prompt
+processing runs, at a share `r` of the plan's prefill rate (small batches use the GPU less well
+than a 512-2048-token prompt). r is data/constants.yaml `serving.batch_decode_ratio`, fitted by
+scripts/calibrate_serving.py to llama.cpp's batched-bench runs (tests/data/batch_runs.yaml).
+Memory and compute add rather than overlap: in llama.cpp's runs the step time grows steadily
+with N from the first extra sequence on, not only past a roofline knee.
+
+g(N): dense weights are read once per step; a MoE layer reads the experts the batch routes to,
+E x (1 - (1 - k/E)^n) of its E experts when k of E are picked per token, uniformly and
+independently (the expected number of distinct experts; inference-sim PR #790 uses the same
+closed form for capacity planning). Tokens of one batch overlap in their experts more than
+independent draws do, so n is an effective batch N^a, a = serving.moe_batch_exponent (0.54: fitted
+to gpt-oss-20b's batched runs; gpt-oss-120b and Qwen3-Coder-30B-A3B held out).
 
 Prompt processing of arriving requests is not counted (it takes turns with decode in every
 runtime's scheduler): measure a running server with `plan-deploy bench --concurrency`.
 
-CPU, partial-offload and MoE-offload placements: no batched-decode figure for CPUs is in our
-sources, so no gain from batching is assumed there (the aggregate stays the single-stream speed,
-shared by N users): a cautious floor.
+CPU, partial-offload and MoE-offload placements, and GPUs without a prefill figure: no batched
+compute rate is known there, so no gain from batching is assumed (the aggregate stays the
+single-stream speed, shared by N users): a cautious floor.
 """
 
 from __future__ import annotations
@@ -67,15 +74,16 @@ class Serving:
                 "basis": self.basis}
 
 
-def batch_read_fraction(arch: Architecture, n: int) -> float:
+def batch_read_fraction(arch: Architecture, n: int, exponent: float = 1.0) -> float:
     """Share of the weights a decode step of `n` sequences reads: every dense tensor; of each MoE
-    layer's routed experts the expected distinct share 1 - (1 - k/E)^n (uniform routing); one
-    embedding row per token when the embeddings are untied (negligible: counted as 0)."""
-    return _batch_read_fraction(arch, max(1, int(n)))
+    layer's routed experts the expected distinct share 1 - (1 - k/E)^(n^exponent) (uniform routing
+    over an effective batch); one embedding row per token when the embeddings are untied
+    (negligible: counted as 0)."""
+    return _batch_read_fraction(arch, max(1.0, float(n) ** exponent))
 
 
 @functools.lru_cache(maxsize=1024)
-def _batch_read_fraction(arch: Architecture, n: int) -> float:
+def _batch_read_fraction(arch: Architecture, n: float) -> float:
     total = read = 0.0
     for g in tensor_groups(arch):
         total += g.params
@@ -88,17 +96,27 @@ def _batch_read_fraction(arch: Architecture, n: int) -> float:
     return read / total if total else 1.0
 
 
-def compute_efficiency(catalog: Catalog, runtime: RuntimeSpec, hw: str) -> tuple[float | None, str]:
-    """(share of the dense BF16 peak batched decode reaches, where the figure comes from)."""
-    from .runtimes import get
+def batch_decode_ratio(catalog: Catalog) -> float:
+    """r: batched decode's compute rate per extra sequence as a share of the prefill rate
+    (data/constants.yaml serving.batch_decode_ratio, fitted by scripts/calibrate_serving.py)."""
+    return float(catalog.constants["serving"]["batch_decode_ratio"])
 
-    cls = get(runtime).speed_class
-    table = catalog.constants.get("serving", {}).get("compute_efficiency", {})
-    eff = (table.get(cls) or {}).get(hw)
-    if eff is not None:
-        return float(eff), f"batched decode {cls}/{hw}"
-    pre = catalog.constants["speed"]["prefill_efficiency"].get(hw)
-    return (float(pre) if pre else None), f"prefill efficiency {hw} (no batched-decode run for {cls})"
+
+def moe_batch_exponent(catalog: Catalog) -> float:
+    """a: a batch of N routes like N^a independent tokens (data/constants.yaml serving.moe_batch_exponent)."""
+    return float(catalog.constants["serving"]["moe_batch_exponent"])
+
+
+def step_seconds(t_single_mem: float, weight_bytes: float, kv_bytes: float, n: int, arch: Architecture,
+                 seconds_per_byte: float, prefill_tokens_per_s: float | None, ratio: float,
+                 exponent: float = 1.0) -> float:
+    """Seconds per decode step of `n` sequences (see the module formula): the single-stream step
+    time, plus the extra bytes n sequences read (more routed experts, n-1 more KV caches) at
+    `seconds_per_byte`, plus (n-1) tokens of compute at `ratio` x the prefill rate."""
+    grow = batch_read_fraction(arch, n, exponent) / batch_read_fraction(arch, 1)
+    extra_bytes = weight_bytes * (grow - 1) + (n - 1) * kv_bytes
+    compute = (n - 1) / (ratio * prefill_tokens_per_s) if prefill_tokens_per_s else 0.0
+    return t_single_mem + extra_bytes * seconds_per_byte + compute
 
 
 def max_concurrency(est: MemoryEstimate, placement: Placement) -> int | None:
@@ -119,10 +137,12 @@ def estimate(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
     if single is None:
         return None
     cap = max_concurrency(est, placement)
-    if placement.kind not in ON_GPU:
+    prefill = single.prefill_tokens_per_s
+    if placement.kind not in ON_GPU or not prefill:
+        why = "CPU" if placement.kind not in ON_GPU else "no prefill figure for this GPU"
         per = Speed(low=single.low / n, expected=single.expected / n, high=single.high / n)
         return Serving(concurrency=n, per_user=per, aggregate_tokens_per_s=single.expected, max_concurrency=cap,
-                       batching=batching, bound="CPU (no batching gain assumed)", basis=single.basis)
+                       batching=batching, bound=f"{why}: no batching gain assumed", basis=single.basis)
     gpus = {g.index: g for g in machine.gpus}
     used = [gpus[i] for i in placement.gpus if i in gpus]
     hw = gpu_class(used[0], catalog)
@@ -132,28 +152,18 @@ def estimate(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
     if tp > 1:
         bw = bw * tp * catalog.constants["speed"]["tensor_parallel_scaling"]
     mf = catalog.constants["speed"]["moe_efficiency_factor"] if model.is_moe else 1.0
-    # Compute: dense BF16 peak (measured effective figure for Apple chips, efficiency 1).
-    measured = min((g.prefill_tflops or 0) for g in used)
-    if measured:
-        flops, eff, how = measured * 1e12 * tp, 1.0, "measured prompt-processing FLOP/s"
-    else:
-        flops = min((g.bf16_tflops or 0) for g in used) * 1e12 * tp
-        eff, how = compute_efficiency(catalog, runtime, hw)
-    grow = batch_read_fraction(model.arch, n) / batch_read_fraction(model.arch, 1)
+    per_byte = 1.0 / (k["efficiency"] * mf * bw)
+    ratio = batch_decode_ratio(catalog)
     out: dict[str, float] = {}
-    bound = "memory bandwidth"
     for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
         w, kv = decode_bytes(est, model, fill)
-        t_mem = seconds_per_token(w * grow + n * kv, bw, est.layers, k, mf)
-        t = t_mem
-        if flops and eff:
-            t_comp = n * 2 * model.decode_params / (eff * flops)
-            if t_comp > t_mem:
-                t = t_comp
-                if name == "expected":
-                    bound = "compute"
-        out[name] = 1.0 / t
+        t1 = seconds_per_token(w + kv, bw, est.layers, k, mf)
+        out[name] = 1.0 / step_seconds(t1, w, kv, n, model.arch, per_byte, prefill, ratio,
+                                       moe_batch_exponent(catalog))
+    w, kv = decode_bytes(est, model, 0.5)
+    compute = (n - 1) / (ratio * prefill)
+    bound = "compute" if compute > seconds_per_token(w + kv, bw, est.layers, k, mf) else "memory bandwidth"
     per = Speed(low=min(out["low"] * k["low"], out["expected"]), expected=out["expected"],
                 high=max(out["high"] * k["high"], out["expected"]))
     return Serving(concurrency=n, per_user=per, aggregate_tokens_per_s=per.expected * n, max_concurrency=cap,
-                   batching=batching, bound=bound, basis=f"{single.basis}; compute: {how}")
+                   batching=batching, bound=bound, basis=f"{single.basis}; batched compute at {ratio:g} x prefill")

@@ -140,3 +140,24 @@ def test_yarn_settings_map_as_llama_cpp_reads_them():
 def test_a_command_the_server_would_refuse_or_that_cannot_be_mapped_is_an_error(argv, message):
     with pytest.raises(ValueError, match=message):
         to_params(argv)
+
+
+def test_a_server_plan_gives_each_of_its_users_the_context_it_asked_for():
+    # --concurrency 2: -np 2 slots, and -c the total the slots split (no unified cache with -np given)
+    plan = _plan("--concurrency", "2", "--context", "2048")
+    argv = _server_argv(plan)
+    assert argv[argv.index("-np") + 1] == "2"
+    assert argv[argv.index("-c") + 1] == str(2 * 2048)
+    assert plan["serving"]["concurrency"] == 2
+    with serve(argv) as url:
+        slots = httpx.get(f"{url}/slots", timeout=30).json()
+        assert [s["n_ctx"] for s in slots] == [2048, 2048]
+        import concurrent.futures
+
+        def ask(text):
+            return httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+                "messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0})
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(ask, ["Say hello.", "Name a colour."]))
+        assert all(r.status_code == 200 and r.json()["choices"][0]["message"]["content"].strip() for r in replies)
