@@ -52,11 +52,13 @@ class Ollama(Runtime):
                 notes.append("the Ollama app runs the server: setx stores the settings for your account; quit "
                              "Ollama from the taskbar and start it again before `ollama run`; no `ollama serve`")
         if req.estimate.batch > 1:
-            # A server for many users: fetch the model; it loads on the first API request with the
-            # server's settings (no interactive `ollama run` session).
-            argv = [("pull" if a == "run" else a) for a in argv]
+            # A server for many users: fetch the model (a created one is already there); it loads
+            # on the first API request with the server's settings (no interactive `ollama run`).
             notes.append("the model loads on the first request to http://127.0.0.1:11434 (OpenAI-compatible at /v1)")
-        steps.append(Step("client", tuple(argv)))
+            if model_source(req) not in ("local", "convert"):
+                steps.append(Step("prepare", tuple("pull" if a == "run" else a for a in argv)))
+        else:
+            steps.append(Step("client", tuple(argv)))
         return finish(self, req, steps, notes)
 
 
