@@ -228,3 +228,11 @@ def test_runtime_names_match_loosely(name):
     assert code == 0, err
     code, _, err = run("--gpu", "m3-max-64", "--runtime", name, "--format", "json", "--top", "1")
     assert code == 0, err
+
+
+def test_plan_golden_server_table():
+    # --concurrency: a server for 32 users; per-user and aggregate speed, the largest load memory holds
+    code, out, _ = run("--machine", str(MACHINES / "h100x8.yaml"), "--concurrency", "32", "--top", "5")
+    assert code == 0
+    assert "tokens/s per user at 32" in out and "max users" in out
+    golden("plan-h100x8-c32.txt", out)
