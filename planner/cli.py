@@ -160,11 +160,11 @@ def _catalog():
     return catalog.load()
 
 
-def _resolve(model):
+def _resolve(model, cat=None):
     """MODEL -> (catalog with any model read from a file or the hub, the models it names)."""
     from .sources.resolve import resolve
 
-    r = resolve(model, _catalog())
+    r = resolve(model, cat or _catalog())
     for n in r.notes:
         click.echo(f"note: {n}", err=True)
     return r.catalog, list(r.models)
@@ -228,14 +228,24 @@ def cli():
 @click.option("--explain", is_flag=True, help="Also list what was rejected and why.")
 @click.option("--model", "model", help="Only this model: catalog name, .gguf file, checkpoint dir, config.json, org/name.")
 @click.option("--prefer-local", is_flag=True, help="Rank plans whose model file is already on this disk first.")
+@click.option("--why", "why", metavar="MODEL",
+              help="Why MODEL ranks where it does: its rank, and the plans above it with the term that decides "
+                   "(up to --top, default 5).")
 @concurrency_option
 @debug_option
 def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-         use_cases, min_tps, top, show_all, explain, model, prefer_local, concurrency, debug):
+         use_cases, min_tps, top, show_all, explain, model, prefer_local, why, concurrency, debug):
     """Ranked model x quantization x runtime plans with launch commands."""
+    from . import explain as xpl
     from . import output, recommend
 
     cat, only = _resolve(model) if model else (_catalog(), [])
+    if why:
+        cat, named = _resolve(why, cat)
+        if len(named) != 1:
+            raise UsageError(f"--why {why!r} names {len(named)} models: {', '.join(m.id for m in named)}",
+                             hint="give one id")
+        asked = named[0]
     machine = _machine(cat, machine_file, gpu, vram, ram, cpu_cores)
     req = _request(licence, context, runtimes, quants, kv_cache_type, use_cases=tuple(use_cases), min_tps=min_tps,
                    models=tuple(m.id for m in only), concurrency=concurrency)
@@ -253,8 +263,19 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
     limit = top if top else (None if show_all else 10)
     shown = plans[:limit] if limit else plans
     excluded_n = sum(len(v) for v in res.licence_excluded.values())
+    threshold = float(cat.constants["interactive_tokens_per_s"])
+    why_doc = None
+    if why:  # ranked by plan_key, one plan per model (--all and --prefer-local do not change it)
+        ranked = plans if not (show_all or prefer_local) else recommend.one_per_model(res.plans)
+        ranked_ids = {p.model.id for p in ranked}
+        detail = None if asked.id in ranked_ids else recommend.plan(cat, machine, replace(req, models=(asked.id,)),
+                                                                   explain=True)
+        why_doc = xpl.why_model(ranked, asked, top or 5, result=detail, request=req, threshold=threshold).to_dict()
     _echo_notes(machine)
-    if fmt == "table":
+    if fmt == "table" and why_doc is not None:
+        head = f"Context: {res.context} tokens" + (" (default; set with --context)" if context is None else "")
+        click.echo(f"Machine: {output.machine_summary(machine)}\n{head}\n\n" + output.why_text(why_doc), nl=False)
+    elif fmt == "table":
         head = [f"Context: {res.context} tokens" + (" (default; set with --context)" if context is None else "")]
         if licence != "any":
             why = ", ".join(f"{len(v)} {k}" for k, v in sorted(res.licence_excluded.items()))
@@ -268,6 +289,11 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
         text = output.plans_table(machine, shown, head, foot)
         if explain:
             text += "\n" + output.rejected_table(res.rejected)
+            if shown:
+                labels = [f"#{i} {p.model.id} ({p.quant}, {p.runtime.id})" for i, p in enumerate(shown, 1)]
+                text += ("\nRanking (the first term of the key where two plans differ decides):\n"
+                         + "\n".join(output.order_lines(labels, xpl.explain_list(shown, threshold=threshold)))
+                         + "\n")
         click.echo(text, nl=False)
     else:
         doc = {"machine": machine.to_dict(), "request": req.to_dict(res.context),
@@ -275,6 +301,10 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
                "licence_excluded": {k: v for k, v in sorted(res.licence_excluded.items())}}
         if explain:
             doc["rejected"] = res.rejected
+            for d, e in zip(doc["plans"], xpl.explain_list(shown, threshold=threshold)):
+                d["explain"] = e
+        if why_doc is not None:
+            doc["why"] = why_doc
         click.echo(output.dump(doc, fmt), nl=False)
     if not plans:
         sys.exit(Exit.NO_FIT)
@@ -284,10 +314,13 @@ def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, g
 @click.argument("model")
 @planning_options
 @click.option("--fleet", "fleet_dir", type=click.Path(file_okay=False), help="Ask a fleet directory instead (see `fleet plan`).")
+@click.option("--explain", is_flag=True,
+              help="Also say why the options are in this order: the first one's key terms, then the term that "
+                   "puts each below the one above.")
 @concurrency_option
 @debug_option
 def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
-            fleet_dir, concurrency, debug):
+            fleet_dir, explain, concurrency, debug):
     """Can this box run MODEL? Yes/no, the best way, and what would change the answer.
 
     MODEL: a catalog id, alias, Hugging Face repo, Ollama tag, or a size such as 70b; or a local
@@ -298,6 +331,7 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
         from .commands.fleet import run_can_run_fleet
 
         return run_can_run_fleet(model, fleet_dir, licence, context, runtimes, quants, kv_cache_type, fmt)
+    from . import explain as xpl
     from . import output, recommend
 
     cat, targets = _resolve(model)
@@ -320,13 +354,8 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
         why_not = []
         if res.licence_excluded:
             why_not.append(f"{m.id} is left out by --licence {licence}: {next(iter(res.licence_excluded))}")
-        if not best:
-            seen = set()
-            for r in res.rejected:  # one reason per runtime: its smallest file's (closest to fitting)
-                key = r["runtime"]
-                if key not in seen and r["model"] in (m.id, "*"):
-                    seen.add(key)
-                    why_not.append(f"{r['runtime']}" + (f" {r['quant']}" if r["quant"] else "") + f": {r['reason']}")
+        if not best:  # one reason per runtime: its smallest file's (closest to fitting)
+            why_not += xpl.rejection_reasons(res.rejected, m.id)
         fits = []
         if res.licence_excluded:
             why_not = [f"left out by --licence {licence}: {next(iter(res.licence_excluded))}"]
@@ -340,8 +369,17 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
                "quants": quants_ok, "why_not": why_not[:12], "would_fit_with": fits}
         if best is not None and not best.interactive:
             doc["too_slow"] = True
+        text = _can_run_text(m, doc, best, options, machine)
+        if explain and options:  # options are in best_per_model_key's order: explain that key
+            explained = xpl.explain_list(options, xpl.WITHIN_MODEL,
+                                         threshold=float(cat.constants["interactive_tokens_per_s"]))
+            for d, e in zip(doc["options"], explained):
+                d["explain"] = e
+            labels = [f"#{i} {p.runtime.id} {p.quant}" for i, p in enumerate(options, 1)]
+            text += ("  why this order (the first term of the key where two options differ decides):\n"
+                     + "\n".join(output.order_lines(labels, explained, "    ")) + "\n")
         docs.append(doc)
-        texts.append(_can_run_text(m, doc, best, options, machine))
+        texts.append(text)
     if fmt == "table":
         click.echo(f"Machine: {output.machine_summary(machine)}\n")
         click.echo("\n".join(texts), nl=False)

@@ -163,6 +163,45 @@ def rejected_table(rejected: list[dict]) -> str:
     return "Rejected:\n" + _table(rows, ["model", "quant", "runtime", "reason"]) + "\n"
 
 
+# ---------------------------------------------------------------- explain: the ranking key in words
+
+
+def key_lines(key: list[dict], indent: str) -> list[str]:
+    """One line per term of a ranking key ({"term", "value"} as planner/explain.py gives them)."""
+    width = max(len(t["term"]) for t in key)
+    return [f"{indent}{t['term'] + ':':{width + 1}} {t['value']}" for t in key]
+
+
+def order_lines(labels: list[str], explained: list[dict], indent: str = "  ") -> list[str]:
+    """The first item's key terms, then for each later one the term that puts it below the one above."""
+    lines = [f"{indent}{labels[0]}:"] + key_lines(explained[0]["key"], indent + "    ")
+    for i, (label, e) in enumerate(zip(labels[1:], explained[1:]), 2):
+        b = e["below_previous_on"]
+        lines.append(f"{indent}{label}: " + (f"below #{i - 1} on {b['term']}: {b['this']} vs {b['previous']}"
+                                             if b else "(not ranked below the one above: moved by --prefer-local)"))
+    return lines
+
+
+def why_text(why: dict, noun: str = "models") -> str:
+    """`plan --why MODEL` for people: rank, the model's key, the plans above and what decides."""
+    if why["plan"] is None:
+        lines = [f"{why['model']}: no plan on this machine with these options ({why['of']} {noun} have one).",
+                 "  why not:"] + [f"    - {w}" for w in why["why_not"]]
+        return "\n".join(lines) + "\n"
+    p = why["plan"]
+    lines = [f"{why['model']}: #{why['rank']} of {why['of']} {noun} — best plan {p['quant']} on {p['runtime']} "
+             f"({p['placement']})", "  its ranking key (the first term where two plans differ decides):"]
+    lines += key_lines(why["key"], "    ")
+    if not why["above"]:
+        lines.append("  nothing ranks above it.")
+    else:
+        lines.append(f"  ranked above it (nearest first; {why['model']}'s value second):")
+        for a in why["above"]:
+            lines.append(f"    #{a['rank']} {a['model']} ({a['quant']}, {a['runtime']}): on {a['term']}: "
+                         f"{a['value']} vs {a['model_value']}")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- estimate
 
 

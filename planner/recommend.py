@@ -256,6 +256,15 @@ def best_per_model_key(plan: Plan) -> tuple:
             plan.quant)
 
 
+def best_key_terms(plan: Plan) -> tuple[str, ...]:
+    """The names of `best_per_model_key(plan)`'s terms, its nested pair flattened, in order."""
+    if plan.serving is not None:
+        return ("usable at load", "precision", "quality", "throughput", "quality (to 0.01)", "file",
+                "runtime preference", "runtime id", "quantization")
+    pair = ("quality (to 0.01)", "speed") if plan.interactive else ("speed", "quality (to 0.01)")
+    return ("usable", "precision", "placement", *pair, "file", "runtime preference", "runtime id", "quantization")
+
+
 # ---------------------------------------------------------------- planning
 
 
