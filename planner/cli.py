@@ -359,7 +359,7 @@ def can_run(model, licence, context, runtimes, quants, kv_cache_type, fmt, machi
         fits = []
         if res.licence_excluded:
             why_not = [f"left out by --licence {licence}: {next(iter(res.licence_excluded))}"]
-        elif best is None or not best.interactive:
+        elif best is None or not best.interactive or (best.low_bit and not quants):
             fits = recommend.would_fit_with(cat, machine, m, req, ctx)
         quants_ok = sorted({p.quant for p in res.plans})
         answer = "excluded" if res.licence_excluded else answer

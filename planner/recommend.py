@@ -660,9 +660,11 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
                                   rules.batching(concurrency))
         if served is not None:
             interactive = served.per_user_tokens_per_s >= threshold
+            if runtime.serving.get("batching", "none") == "none":
+                served = replace(served, max_concurrency=1)
     notes = list(used_est.notes) + yarn_notes + list(placed.notes)
     if served is not None:
-        notes += serving_notes(served, threshold, placed, machine)
+        notes += serving_notes(served, threshold, placed, machine, runtime.serving.get("batching") == "slots")
     if placed.kind != "cpu":
         notes += list(rules.quant_notes([g for g in gpus if g.index in placed.gpus], quant))
     if placed.kind in ("cpu", "partial-offload", "moe-offload") and spd is not None:
@@ -701,11 +703,16 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
                 serving=served)
 
 
-def serving_notes(s: serving.Serving, threshold: float, placed: fit.Placement, machine: Machine) -> list[str]:
+def serving_notes(s: serving.Serving, threshold: float, placed: fit.Placement, machine: Machine,
+                  slots: bool = False) -> list[str]:
     """What a server plan's reader needs: the load, how it is served, what bounds it, the limit."""
-    out = [f"{s.concurrency} users at once: ~{s.per_user_tokens_per_s:.1f} tokens/s each, "
-           f"~{s.aggregate_tokens_per_s:,.0f} tokens/s in all ({s.bound} bound); {s.batching}"]
-    if s.max_concurrency is not None:
+    bound = s.bound if "assumed" in s.bound else f"{s.bound} bound"
+    out = [f"{s.concurrency} user{'s' if s.concurrency > 1 else ''} at once: ~{s.per_user_tokens_per_s:.1f} "
+           f"tokens/s each, ~{s.aggregate_tokens_per_s:,.0f} tokens/s in all ({bound}); {s.batching}"]
+    if s.max_concurrency is not None and slots and s.concurrency > 1:
+        out.append(f"the command fixes {s.concurrency} slots: request {s.concurrency + 1} waits in the queue; memory "
+                   f"would hold about {s.max_concurrency:,} slots of the full context (relaunch with more slots)")
+    elif s.max_concurrency is not None:
         out.append(f"memory holds up to {s.max_concurrency:,} sequences of the full context at once"
                    + (" (more requests wait in the queue)" if s.max_concurrency >= s.concurrency else ""))
     if s.per_user_tokens_per_s < threshold:
@@ -723,13 +730,14 @@ def serving_notes(s: serving.Serving, threshold: float, placed: fit.Placement, m
 
 
 def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Request, context: int) -> list[str]:
-    """The smallest changes that give `model` a usable (interactive) plan."""
+    """The smallest changes that give `model` a usable (interactive) plan, at a normal precision
+    unless --quant asked for a low-bit one."""
     out: list[str] = []
     base = replace(request, models=(model.id,))
 
     def usable(m: Machine, req: Request) -> Plan | None:
         res = plan(cat, m, req, best_only=True)
-        good = [p for p in res.plans if p.interactive]
+        good = [p for p in res.plans if p.interactive and (req.quants or not p.low_bit)]
         return one_per_model(good)[0] if good else None
 
     best = usable(machine, base)
@@ -751,11 +759,20 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
             if p:
                 out.append(f"a shorter context: {ctx} tokens ({p.quant} on {p.runtime.id}, {p.placement.kind})")
                 break
-    # 3. a quantized KV cache (where an allowed runtime has one)
-    if context >= 4096 and any("q8_0" in r.kv_cache_types for r in cat.runtimes if r.id in allowed):
-        p = usable(machine, replace(base, kv_cache_type="q8_0"))
-        if p:
-            out.append(f"a q8_0 KV cache (--kv-cache-type q8_0: {p.quant} on {p.runtime.id})")
+    # 3. a quantized KV cache (where an allowed runtime has one): q8_0 (llama.cpp, Ollama), fp8 (vLLM)
+    if context >= 4096 or (request.concurrency or 1) > 1:
+        for kv_type in ("q8_0", "fp8"):
+            if any(kv_type in r.kv_cache_types for r in cat.runtimes if r.id in allowed):
+                p = usable(machine, replace(base, kv_cache_type=kv_type))
+                if p:
+                    out.append(f"a {kv_type} KV cache (--kv-cache-type {kv_type}: {p.quant} on {p.runtime.id}"
+                               + (f", {_user_tps(p):.0f} tokens/s per user" if p.serving else "") + ")")
+    # 3b. a server: fewer users at this context (the most the best one-user plan's memory holds)
+    if (request.concurrency or 1) > 1:
+        p = usable(machine, replace(base, concurrency=1))
+        if p is not None and p.serving is not None and p.serving.max_concurrency:
+            out.append(f"fewer users: memory holds about {p.serving.max_concurrency:,} sequences of {context} "
+                       f"tokens ({p.quant} on {p.runtime.id}); further requests would wait in its queue")
     # 4. more GPUs of the same kind (MIG instances are never pooled)
     if machine.gpus and not machine.gpus[0].unified_memory and not any(g.mig_instance for g in machine.gpus):
         g = machine.gpus[0]

@@ -139,7 +139,8 @@ def estimate(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
     cap = max_concurrency(est, placement)
     prefill = single.prefill_tokens_per_s
     if placement.kind not in ON_GPU or not prefill:
-        why = "CPU" if placement.kind not in ON_GPU else "no prefill figure for this GPU"
+        why = {"cpu": "CPU", "partial-offload": "layers in RAM", "moe-offload": "experts in RAM"}.get(
+            placement.kind, "no prefill figure for this GPU")
         per = Speed(low=single.low / n, expected=single.expected / n, high=single.high / n)
         return Serving(concurrency=n, per_user=per, aggregate_tokens_per_s=single.expected, max_concurrency=cap,
                        batching=batching, bound=f"{why}: no batching gain assumed", basis=single.basis)

@@ -150,3 +150,23 @@ def test_a_published_vllm_sweep_held_out():
         per_user = json.loads(out)["best"]["serving"]["per_user_tokens_per_s"]["expected"]
         measured = 1000 / tpot_ms
         assert abs(per_user - measured) / measured < 0.3, (n, per_user, measured)  # measured: -21%, -25%, 0%
+
+
+def test_a_server_that_only_fits_in_low_bit_is_told_the_better_ways():
+    # 300 users of 2k tokens on one H100: only 2-bit weights leave room for 300 f16 KV caches; the
+    # answer names the quantized KV caches that fit at a normal precision, and how many users fit
+    code, out, err = run("can-run", "llama-3.1-8b", "--gpu", "h100-sxm", "--concurrency", "300", "--context", "2k",
+                         "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["best"]["quant"].startswith(("IQ1", "IQ2", "Q2"))
+    fits = " | ".join(doc["would_fit_with"])
+    assert "--kv-cache-type fp8" in fits and "--kv-cache-type q8_0" in fits and "fewer users" in fits
+
+
+def test_fixed_slots_say_that_more_users_wait():
+    code, out, err = run("can-run", "llama-3.3-70b", "--machine", str(MACHINES / "h100x8.yaml"), "--concurrency",
+                         "32", "--runtime", "llama.cpp", "--format", "json")
+    assert code == 0, err
+    notes = " ".join(json.loads(out)["best"]["notes"])
+    assert "fixes 32 slots" in notes and "request 33 waits" in notes
