@@ -287,7 +287,7 @@ def test_ollama_serve_only_where_no_app_runs_the_server(cat):
     mac = replace(mac, gpus=(replace(mac.gpus[0], unified_memory=True),))
     launch = next(p for p in plans(cat, mac, "qwen2.5-7b", "ollama").plans if p.artifact.source == "catalog").launch
     assert launch.command == ("launchctl setenv OLLAMA_CONTEXT_LENGTH 8192 && osascript -e 'quit app \"Ollama\"' "
-                              "&& open -a Ollama && ollama run qwen2.5:7b-instruct-q4_K_M")
+                              "&& open -a Ollama && sleep 2 && ollama run qwen2.5:7b-instruct-q4_K_M")
     assert [s.role for s in launch.steps] == ["prepare", "prepare", "client"]
 
 

@@ -43,7 +43,8 @@ def _action_argvs(action: tuple[str, ...], shell: str) -> list[tuple[str, ...]]:
         return [("setx", action[1], action[2])] if shell == "powershell" else [("launchctl", "setenv", action[1],
                                                                                  action[2])]
     if kind == "restart-app" and shell == "posix":
-        return [("osascript", "-e", f'quit app "{action[1]}"'), ("open", "-a", action[1])]
+        # `open` returns before the app's server listens: wait as the Linux `ollama serve &` does
+        return [("osascript", "-e", f'quit app "{action[1]}"'), ("open", "-a", action[1]), ("sleep", "2")]
     if kind == "restart-app":
         return []
     raise ValueError(f"unknown launch action {kind!r}")
