@@ -77,7 +77,8 @@ def machine_options(f):
     options = [
         click.option("--machine", "machine_file", type=click.Path(dir_okay=False),
                      help="Plan for the machine in this file (machine schema, YAML or JSON)."),
-        click.option("--gpu", help='A hypothetical GPU from the catalog: "RTX 4090", "h100-sxm x8", "m3-max-128".'),
+        click.option("--gpu", help='A hypothetical GPU from the catalog: "RTX 4090", "h100-sxm x8", "m3-max-128"; '
+                                   '"none" for a CPU-only box (with --ram, --cpu-cores).'),
         click.option("--vram", callback=_size, help="GPU memory of a hypothetical GPU (24G, 24GB, 24GiB)."),
         click.option("--bandwidth", callback=_gpu_fact(_parse_bandwidth), expose_value=False,
                      help="Memory bandwidth of the --gpu (900GB/s, 3.35TB/s); describes a GPU the catalog lacks."),

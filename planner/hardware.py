@@ -462,8 +462,9 @@ def parse_gpu_arg(text: str) -> tuple[str, int]:
 
 def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None, cpu_cores: int | None,
                  bandwidth: int | None = None, cc: str | None = None, vendor: str | None = None) -> Machine:
-    """A machine described by flags: --gpu NAME[xCOUNT], --vram, --ram, --cpu-cores, and for a GPU the
-    catalog lacks, --bandwidth (bytes/s), --cc ("8.6") and --vendor (nvidia|amd|intel|apple).
+    """A machine described by flags: --gpu NAME[xCOUNT] (or `none`: a CPU-only box), --vram, --ram,
+    --cpu-cores, and for a GPU the catalog lacks, --bandwidth (bytes/s), --cc ("8.6") and --vendor
+    (nvidia|amd|intel|apple).
 
     A catalogued NVIDIA card gets the memory NVML reports for it (`nvml_total_mib` in data/gpus.yaml,
     from a real reading) or, without a reading, its label times the H100's visible fraction (said in a
@@ -479,6 +480,10 @@ def hypothetical(catalog, *, gpu: str | None, vram: int | None, ram: int | None,
     ram_total = ram
     if vendor is not None and vendor not in VENDORS:
         raise UsageError(f"unknown --vendor {vendor!r}", hint="one of " + ", ".join(VENDORS))
+    if gpu is not None and gpu.strip().lower() == "none":  # --gpu none: a CPU-only box
+        if vram is not None:
+            raise UsageError("--vram describes a GPU, and --gpu none has none", hint="drop one of them")
+        gpu = None
     if gpu:
         name, count = parse_gpu_arg(gpu)
         spec, mem_gib = _resolve_gpu_name(name, catalog)

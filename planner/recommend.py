@@ -634,7 +634,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         return f"{runtime.id} has no {kv_cache_type} KV cache"
     users = concurrency or 1
     if concurrency is not None:
-        why = rules.serving_reason(concurrency)
+        why = rules.serving_reason(concurrency, model)
         if why:
             return why
     gpus, _ = fit.runtime_gpus(machine, runtime, quant)

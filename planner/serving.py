@@ -26,9 +26,11 @@ to gpt-oss-20b's batched runs; gpt-oss-120b and Qwen3-Coder-30B-A3B held out).
 Prompt processing of arriving requests is not counted (it takes turns with decode in every
 runtime's scheduler): measure a running server with `plan-deploy bench --concurrency`.
 
-CPU, partial-offload and MoE-offload placements, and GPUs without a prefill figure: no batched
-compute rate is known there, so no gain from batching is assumed (the aggregate stays the
-single-stream speed, shared by N users): a cautious floor.
+CPU placements and GPUs without a prefill figure: no batched compute rate is known there, so no
+gain from batching is assumed (the aggregate stays the single-stream speed, shared by N users): a
+cautious floor. Partial-offload and MoE-offload placements split the step: the GPU's share batches
+as above (its prefill rate is the GPU's for its share of the layers), the share read from RAM costs
+N times its single-stream time (no gain assumed there either).
 """
 
 from __future__ import annotations
@@ -138,6 +140,10 @@ def estimate(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
         return None
     cap = max_concurrency(est, placement)
     prefill = single.prefill_tokens_per_s
+    if placement.kind in ("partial-offload", "moe-offload"):
+        split = _offload(est, model, placement, machine, runtime, catalog, n, single, batching, cap)
+        if split is not None:
+            return split
     if placement.kind not in ON_GPU or not prefill:
         why = {"cpu": "CPU", "partial-offload": "layers in RAM", "moe-offload": "experts in RAM"}.get(
             placement.kind, "no prefill figure for this GPU")
@@ -168,3 +174,48 @@ def estimate(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
                 high=max(out["high"] * k["high"], out["expected"]))
     return Serving(concurrency=n, per_user=per, aggregate_tokens_per_s=per.expected * n, max_concurrency=cap,
                    batching=batching, bound=bound, basis=f"{single.basis}; batched compute at {ratio:g} x prefill")
+
+
+def _offload(est: MemoryEstimate, model: ModelSpec, placement: Placement, machine: Machine, runtime: RuntimeSpec,
+             catalog: Catalog, n: int, single: Speed, batching: str, cap: int | None) -> Serving | None:
+    """Partial / MoE offload at `n` users: the GPU's part batches (module formula, at the GPU's
+    prefill rate for its share), the RAM part costs n x its single-stream time. None when the GPU
+    has no bandwidth or FLOP/s figure (then the caller assumes no gain at all)."""
+    from .speed import _prefill, cpu_class, moe_offload_read_bytes, ram_bandwidth
+
+    gpus = {g.index: g for g in machine.gpus}
+    used = [gpus[i] for i in placement.gpus if i in gpus]
+    bw = min((g.memory_bandwidth_bytes_per_s or 0) for g in used) if used else 0
+    as_gpu = Placement(kind="gpu", required_bytes=0, available_bytes=0, device_bytes=0, host_bytes=0,
+                       gpus=placement.gpus)
+    whole = _prefill(model, as_gpu, used, catalog) if used else None
+    if not bw or not whole:
+        return None
+    hw = gpu_class(used[0], catalog)
+    k, k_cpu = decode_constants(catalog, runtime, hw), decode_constants(catalog, runtime, cpu_class(machine))
+    ram_bw = ram_bandwidth(machine, catalog)
+    mf = catalog.constants["speed"]["moe_efficiency_factor"] if model.is_moe else 1.0
+    ratio, a = batch_decode_ratio(catalog), moe_batch_exponent(catalog)
+    layers = est.layers
+    out: dict[str, float] = {}
+    for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
+        w, kv = decode_bytes(est, model, fill)
+        if placement.kind == "partial-offload":
+            gl = placement.gpu_layers or 0
+            share = gl / layers
+            t_gpu = seconds_per_token((w + kv) * share, bw, gl, k, mf)
+            t_ram = seconds_per_token((w + kv) * (1 - share), ram_bw, layers - gl, k_cpu, mf, step=False)
+        else:
+            ram_read = moe_offload_read_bytes(est, model, placement)
+            share = 1.0 - ram_read / (w + kv)
+            t_gpu = seconds_per_token(w + kv - ram_read, bw, layers, k, mf)
+            t_ram = seconds_per_token(ram_read, ram_bw, 0, k_cpu, mf, step=False)
+        prefill = whole / share if share > 0 else None
+        t = step_seconds(t_gpu, w * share, kv * share, n, model.arch, 1.0 / (k["efficiency"] * mf * bw), prefill,
+                         ratio, a) + n * t_ram
+        out[name] = 1.0 / t
+    per = Speed(low=min(out["low"] * k["low"], out["expected"]), expected=out["expected"],
+                high=max(out["high"] * k["high"], out["expected"]))
+    return Serving(concurrency=n, per_user=per, aggregate_tokens_per_s=per.expected * n, max_concurrency=cap,
+                   batching=batching, bound="RAM part (no batching gain assumed there)",
+                   basis=f"{single.basis}; GPU part batched at {ratio:g} x prefill")

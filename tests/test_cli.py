@@ -236,3 +236,12 @@ def test_plan_golden_server_table():
     assert code == 0
     assert "tokens/s per user at 32" in out and "max users" in out
     golden("plan-h100x8-c32.txt", out)
+
+
+def test_gpu_none_plans_a_cpu_only_box():
+    code, out, err = run("plan", "--gpu", "none", "--ram", "32G", "--cpu-cores", "8", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["machine"]["gpus"] == [] and {p["placement"] for p in doc["plans"]} == {"cpu"}
+    code, _, err = run("plan", "--gpu", "none", "--vram", "24G")
+    assert code == 2 and err.startswith("Error:") and "Hint:" in err

@@ -69,7 +69,7 @@ def _table(model, shown, total, min_tps, concurrency=None) -> str:
                f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"]
         if concurrency:
             v = p.serving
-            row += [f"{v.per_user.expected:.1f}", f"{v.aggregate_tokens_per_s:,.0f}",
+            row += [f"{v.per_user.expected:.1f} ({v.per_user.low:.1f}-{v.per_user.high:.1f})", f"{v.aggregate_tokens_per_s:,.0f}",
                     "-" if v.max_concurrency is None else f"{v.max_concurrency:,}"]
         rows.append(row)
     want = f" at {min_tps:g}+ tokens/s" + (" per user" if concurrency else "") if min_tps else ""

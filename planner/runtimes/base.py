@@ -224,11 +224,15 @@ class Runtime:
 
     # ------------------------------------------------------------ serving (--concurrency)
 
-    def serving_reason(self, n: int) -> str | None:
-        """None if the plan can serve `n` users at once, else why not (data `serving.why`)."""
+    def serving_reason(self, n: int, model: ModelSpec | None = None) -> str | None:
+        """None if the plan can serve `n` users at once, else why not (data `serving.why`; families
+        the runtime serves one request at a time: `serving.one_request_families`)."""
         s = self.spec.serving
         if n > 1 and s.get("batching", "none") == "none":
             return s.get("why") or f"{self.id} serves one request at a time"
+        if n > 1 and model is not None and model.family in s.get("one_request_families", ()):
+            return (f"{self.id} serves {model.family} models one request at a time (its scheduler forces "
+                    f"parallel 1 for this architecture): use llama.cpp, vLLM or SGLang for {n} users")
         return None
 
     def batching(self, n: int) -> str:
