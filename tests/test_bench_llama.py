@@ -125,3 +125,14 @@ def test_unknown_model_name(llama_url):
     assert r.stderr.splitlines()[0].startswith("Error: ") and "no-such-model" in r.stderr
     assert r.stderr.splitlines()[1].startswith("Hint: served: ")
     assert "Traceback" not in r.stderr
+
+
+def test_each_level_has_the_plans_per_user_range_and_its_verdict(plan_run):
+    ep = plan_run[0]["endpoints"][0]
+    by_c = {lv["concurrency"]: lv for lv in ep["levels"]}
+    one, four = by_c[1]["prediction"]["per_user_tokens_per_s"], by_c[4]["prediction"]["per_user_tokens_per_s"]
+    assert one == ep["prediction"]["tokens_per_s"]  # one user at load is the single-user plan
+    assert four["expected"] < one["expected"]  # four users share the machine
+    assert by_c[4]["prediction"]["aggregate_tokens_per_s"] == pytest.approx(4 * four["expected"], abs=0.2)
+    for lv in ep["levels"]:
+        assert lv["verdict"] in ("inside", "below", "above")

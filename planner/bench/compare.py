@@ -3,7 +3,9 @@ served model is, what the planner predicts for it on this machine, and the verdi
 
 verdict: "inside" when low <= measured <= high of the plan's tokens/s range, else "below"/"above".
 The measured figure compared is the median client-side decode tokens/s of single requests
-(concurrency 1): the planner predicts one stream's decode rate.
+(concurrency 1): the planner predicts one stream's decode rate. Each concurrency level also gets
+the planner's per-user range at that many users (`predict(..., concurrency=c)`, planner/serving.py)
+and its own verdict against that level's median per-request decode tokens/s.
 """
 
 from __future__ import annotations
@@ -129,11 +131,13 @@ def target(cat, ep, plan_model: str | None, quant: str | None, runtime: str | No
                   runtime=rid, matched_from=source)
 
 
-def predict(cat, machine, t: Target, context: int | None = None) -> Prediction:
-    """The planner's speed range for `t` on `machine`. PlannerError when no plan exists, with the reason."""
+def predict(cat, machine, t: Target, context: int | None = None, concurrency: int | None = None) -> Prediction:
+    """The planner's speed range for `t` on `machine` (per user at `concurrency` users when given).
+    PlannerError when no plan exists, with the reason."""
     from ..recommend import Request, plan
 
-    req = Request(models=(t.model,), quants=(t.quant,), runtimes=(t.runtime,), context=context)
+    req = Request(models=(t.model,), quants=(t.quant,), runtimes=(t.runtime,), context=context,
+                  concurrency=concurrency)
     res = plan(cat, machine, req, explain=True)
     if not res.plans:
         reasons = [r["reason"] for r in res.rejected if r["model"] in (t.model, "*")]
@@ -144,6 +148,7 @@ def predict(cat, machine, t: Target, context: int | None = None) -> Prediction:
     if p.speed is None:
         raise PlannerError(f"the plan for {t.model} {t.quant} on {t.runtime} has no speed estimate "
                            "(memory bandwidth unknown)", hint="give --machine FILE with memory bandwidths")
-    return Prediction(low=p.speed.low, expected=p.speed.expected, high=p.speed.high,
+    s = p.serving.per_user if p.serving is not None else p.speed
+    return Prediction(low=s.low, expected=s.expected, high=s.high,
                       prefill_tokens_per_s=p.speed.prefill_tokens_per_s, placement=p.placement.kind,
-                      basis=p.speed.basis)
+                      basis=p.serving.basis if p.serving is not None else p.speed.basis)

@@ -25,18 +25,26 @@ def table(doc: dict) -> str:
         ver = f" {e['runtime_version']}" if e.get("runtime_version") else ""
         out.append(f"{e['url']} ({e['api']} API, {rt}{ver}), model {e['model']}")
         rows = []
+        planned = any("prediction" in lv for lv in ep["levels"])
         for lv in ep["levels"]:
             acc = lv["accuracy"]
-            rows.append([lv["concurrency"], f"{lv['ok']}/{lv['requests']}",
-                         _ppp(lv["ttft_s"], 3), _ppp(lv["e2e_s"], 2),
-                         _f(lv["decode_tokens_per_s"]["p50"]), _f(lv["server_decode_tokens_per_s"]),
-                         _f(lv["aggregate_tokens_per_s"]),
-                         f"{acc['correct']}/{acc['judged']}" if acc["judged"] else "-",
-                         ", ".join(f"{n} {k}" for k, n in lv["failures"].items()) or "-"])
-        out.append(tabulate(rows, headers=["conc", "ok", "TTFT s p50/p90/p99", "E2E s p50/p90/p99",
-                                           "decode tok/s", "server tok/s", "aggregate tok/s", "correct",
-                                           "failures"],
-                            tablefmt="simple", disable_numparse=True))
+            row = [lv["concurrency"], f"{lv['ok']}/{lv['requests']}",
+                   _ppp(lv["ttft_s"], 3), _ppp(lv["e2e_s"], 2),
+                   _f(lv["decode_tokens_per_s"]["p50"]), _f(lv["server_decode_tokens_per_s"]),
+                   _f(lv["aggregate_tokens_per_s"]),
+                   f"{acc['correct']}/{acc['judged']}" if acc["judged"] else "-",
+                   ", ".join(f"{n} {k}" for k, n in lv["failures"].items()) or "-"]
+            if planned:
+                pr = lv.get("prediction")
+                u = pr["per_user_tokens_per_s"] if pr else None
+                row += [f"{u['expected']:.1f} ({u['low']:.1f}-{u['high']:.1f})" if u else "-",
+                        lv.get("verdict") or "-"]
+            rows.append(row)
+        heads = ["conc", "ok", "TTFT s p50/p90/p99", "E2E s p50/p90/p99", "decode tok/s", "server tok/s",
+                 "aggregate tok/s", "correct", "failures"]
+        if planned:
+            heads += ["plan tok/s per user", "verdict"]
+        out.append(tabulate(rows, headers=heads, tablefmt="simple", disable_numparse=True))
         if ep.get("prediction"):
             p, m = ep["prediction"], ep["measured"]
             t = ep["target"]

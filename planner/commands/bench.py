@@ -202,6 +202,17 @@ def _bench_one(url, *, api, model, plan_model, quant, runtime, levels, n_request
             entry["target"] = {"model": tgt.model, "quant": tgt.quant, "runtime": tgt.runtime,
                                "matched_from": tgt.matched_from}
         if pred is not None:
+            for summary in summaries:  # the planner's per-user range at each level's load
+                try:
+                    at = compare.predict(cat, machine(), tgt, concurrency=summary["concurrency"])
+                except PlannerError as e:
+                    summary["prediction"], summary["verdict"] = None, None
+                    summary["no_plan"] = e.message
+                    continue
+                tps = at.to_dict()["tokens_per_s"]
+                summary["prediction"] = {"per_user_tokens_per_s": tps,
+                                         "aggregate_tokens_per_s": round(at.expected * summary["concurrency"], 1)}
+                summary["verdict"] = compare.verdict(summary["decode_tokens_per_s"].get("p50"), at)
             single = min(results_levels, key=lambda lv: lv.concurrency)
             measured = _measured(single)
             entry["prediction"] = pred.to_dict() | {"ttft_s": _round(pred.ttft_s(measured["prompt_tokens"]), 4)}
