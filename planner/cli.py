@@ -406,6 +406,15 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         how = "only through partial CPU offload" if best.placement.kind == "partial-offload" else \
             f"only on the {best.placement.kind}"
         lines.append(f"{m.id}: YES, {how}, and slowly: {_tps(best)}; too slow for interactive use.")
+    if best is not None:
+        rival = next((p for p in options if (p.quant, p.placement.kind) != (best.quant, best.placement.kind)), None)
+        if rival is not None:
+            from .explain import ID_TERMS, WITHIN_MODEL, deciding_term
+
+            term, ours, theirs = deciding_term(best, rival, WITHIN_MODEL)
+            if term not in ID_TERMS:
+                lines.append(f"  chosen over {rival.quant} on {rival.runtime.id} ({rival.placement.kind}) on {term}: "
+                             f"{ours} vs {theirs} (--explain: every term)")
     if doc["quants"]:
         lines.append(f"  quantizations that fit: {', '.join(doc['quants'])}")
     for p in options:

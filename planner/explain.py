@@ -44,7 +44,7 @@ def _value(name: str, plan: Plan, threshold: float | None) -> str:
         return (f"yes ({spd.expected:.1f} tokens/s{bar})" if plan.interactive
                 else f"too slow ({spd.expected:.1f} tokens/s)")
     if name == "usable at load":
-        each = f"{s.per_user_tokens_per_s:.1f} tokens/s each at {s.concurrency} users"
+        each = f"{s.per_user_tokens_per_s:.1f} tokens/s each at {s.concurrency} user{'s' if s.concurrency > 1 else ''}"
         return f"yes ({each}{bar})" if plan.interactive else f"too slow ({each})"
     if name == "precision":
         return f"low-bit ({plan.quant})" if plan.low_bit else "normal"
@@ -72,7 +72,7 @@ def _value(name: str, plan: Plan, threshold: float | None) -> str:
     if name == "speed":
         return f"{spd.expected:.1f} tokens/s" if spd else "unknown"
     if name == "throughput":
-        return f"{s.aggregate_tokens_per_s:,.0f} tokens/s at {s.concurrency} users"
+        return f"{s.aggregate_tokens_per_s:,.0f} tokens/s at {s.concurrency} user{'s' if s.concurrency > 1 else ''}"
     if name == "speed per user":
         return f"{s.per_user_tokens_per_s:.1f} tokens/s each"
     if name == "headroom":

@@ -192,3 +192,9 @@ def test_ollama_serves_some_architectures_one_request_at_a_time(cat):
     assert not res.plans and any("one request at a time" in r["reason"] for r in res.rejected)
     alone = recommend.plan(cat, m, Request(models=("qwen3.5-9b",), runtimes=("ollama",), concurrency=1))
     assert alone.plans
+
+
+def test_can_run_says_why_its_answer_beats_the_single_gpu_one():
+    code, out, _ = run("can-run", "llama-3.3-70b", "--machine", str(MACHINES / "h100x8.yaml"), "--concurrency", "1")
+    assert code == 0
+    assert "chosen over Q8_0 on ollama (gpu) on throughput: 52 tokens/s at 1 user vs 23 tokens/s at 1 user" in out
