@@ -10,6 +10,8 @@ Runs: tests/data/batch_runs.yaml (llama.cpp batched-bench: per user = S_TG / B).
    r is fitted to the run marked `fit: ratio` (dense), the MoE exponent to the run marked `fit: moe`.
 2. planner: the per-user speed `plan-deploy can-run MODEL --gpu gb10 --concurrency B` gives (the
    whole path: single-stream bandwidth model, catalog prefill figure, memory), at the context PP + TG.
+3. served: the `online` sweeps of running servers (vLLM, SGLang), per user = 1000 / TPOT, against
+   the planner's per-user figure at that many users; all held out, listed, not summarised.
 
 Errors are (predicted - measured) / measured per point with B > 1; the summary gives the median
 and largest absolute error, in-sample (the run marked `fit: true`) and held out (every other run).
@@ -69,6 +71,19 @@ def planner_points(cat, run: dict) -> list[tuple[int, int, float, float]]:
     return out
 
 
+def online_points(cat, run: dict) -> list[tuple[int, int, float, float]]:
+    """(context, users, the planner's per-user tokens/s, measured 1000 / TPOT) of a served sweep."""
+    machine = hardware.enrich(hardware.hypothetical(cat, gpu=run["gpu"], vram=None, ram=None, cpu_cores=None), cat)
+    out = []
+    for c, tpot_ms, _ in run["rows"]:
+        res = recommend.plan(cat, machine, recommend.Request(models=(run["model"],), quants=(run["quant"],),
+                                                             runtimes=(run["runtime"],), context=run["context"],
+                                                             concurrency=c))
+        if res.plans and res.plans[0].serving is not None:
+            out.append((run["context"], c, res.plans[0].serving.per_user_tokens_per_s, 1000 / tpot_ms))
+    return out
+
+
 def errors(points) -> list[float]:
     return [(pred - meas) / meas for _, b, pred, meas in points if b > 1]
 
@@ -124,6 +139,10 @@ def main() -> None:
             for pp, b, pred, meas in pts:
                 print(f"{run['id']:34} {check:8} {pp:5} {b:3} {pred:10.1f} {meas:9.1f} {(pred - meas) / meas:7.1%}")
             groups.setdefault((check, bool(run.get("fit"))), []).extend(errors(pts))
+    online = yaml.safe_load(RUNS.read_text()).get("online", [])
+    for run in online:  # served sweeps, all held out
+        for ctx, c, pred, meas in online_points(cat, run):
+            print(f"{run['id']:34} {'served':8} {ctx:5} {c:3} {pred:10.1f} {meas:9.1f} {(pred - meas) / meas:7.1%}")
     print()
     for check in ("scaling", "planner"):
         print(f"{check:8} in-sample: {summary(groups.get((check, True), []))}")
