@@ -281,6 +281,10 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     excluded: dict[str, list[str]] = {}
     _check_choices(cat, request)
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
+    from .cpu_kernels import bytes_per_core
+
+    slow_kernels = frozenset(q.id for q in cat.quants.values()
+                             if bytes_per_core(q.id, machine.cpu.arch, machine.cpu.flags) is not None)
     capacity = sum(g.memory_total_bytes for g in machine.gpus) + machine.memory.total_bytes
     plans: list[Plan] = []
     for model in cat.models:
@@ -337,8 +341,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
             # Largest file first; weights that exceed every byte of the machine never fit.
             options = sorted((o for o in options if o[2] <= capacity), key=lambda o: (-o[2], o[0].id))
             margin = float(constants["convert_quality_margin"])
-            if not _search_best([o for o in options if not o[0].low_bit], evaluate, margin):
-                _search_best([o for o in options if o[0].low_bit], evaluate, margin)
+            _search_all(options, evaluate, margin, slow_kernels)
     plans.sort(key=plan_key)
     # Per model and runtime, the smallest file first: its reason is the one closest to fitting.
     rejected.sort(key=lambda r: (r["model"], r["runtime"], _rejected_size(cat, r), r["quant"] or ""))
@@ -382,6 +385,24 @@ def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec
         return 0.0, 0
     w = memory.weights(model, quant, fmts[0], cat)
     return -qmod.quant_penalty(model, quant.id, cat), w.total_bytes
+
+
+def _search_all(options: list, evaluate, margin: float, slow: frozenset[str]) -> None:
+    """Evaluate what can be the best plan of one model and runtime: the normal-precision files by
+    `_search_best`; only when none is interactive, the low-bit ones. Types whose CPU kernels are
+    slower than memory (`slow`, planner/cpu_kernels.py) break the search's premise that a smaller
+    file is never slower, so they are kept out of it and evaluated one by one, and only when no
+    other file of their precision is interactive (they keep less quality than every other
+    normal-precision type, so they cannot outrank an interactive one)."""
+    for group in ([o for o in options if not o[0].low_bit], [o for o in options if o[0].low_bit]):
+        if _search_best([o for o in group if o[0].id not in slow], evaluate, margin):
+            return
+        hit = False
+        for o in (o for o in group if o[0].id in slow):
+            p = evaluate(o)
+            hit = hit or bool(p is not None and p.interactive)
+        if hit:
+            return
 
 
 def _search_best(options: list, evaluate, margin: float = 0.0) -> bool:
@@ -669,6 +690,13 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes += list(rules.quant_notes([g for g in gpus if g.index in placed.gpus], quant))
     if placed.kind in ("cpu", "partial-offload", "moe-offload") and spd is not None:
         notes.append(speed.ram_bandwidth_note(machine, cat))
+        from .cpu_kernels import bytes_per_core
+
+        rate = bytes_per_core(quant.id, machine.cpu.arch, machine.cpu.flags)
+        if rate:
+            notes.append(f"{quant.id} on a CPU: llama.cpp's kernels decode about {rate / 1e9:.1f} GB of its weights "
+                         f"per second per core ({machine.cpu.usable_cores} cores here), slower than memory for "
+                         f"this type; the speed counts whichever is slower (data/cpu_kernels.yaml)")
     repacked = 0
     if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
         from . import cpu_repack

@@ -34,6 +34,11 @@ GENERATED = [
     ("llama-3.2-1b Q8_0", "llama-3.2-1b", "Q8_0", 4096),
     ("llama-3.2-1b Q4_0", "llama-3.2-1b", "Q4_0", 4096),
     ("llama-3.1-8b Q4_K_M", "llama-3.1-8b", "Q4_K_M", 4096),
+    # types whose CPU kernels are slower than memory (data/cpu_kernels.yaml): held-out checks
+    ("llama-3.2-1b Q3_K_M", "llama-3.2-1b", "Q3_K_M", 4096),
+    ("llama-3.2-1b IQ3_S", "llama-3.2-1b", "IQ3_S", 4096),
+    ("llama-3.2-1b IQ3_XXS", "llama-3.2-1b", "IQ3_XXS", 4096),
+    ("llama-3.2-1b IQ2_XS", "llama-3.2-1b", "IQ2_XS", 4096),
 ]
 
 

@@ -259,7 +259,8 @@ def _add_random(w, name: str, shape: tuple[int, int], ggml_type: str, rng) -> No
     half = np.array([0.001], dtype=np.float16).view(np.uint8)
     # the fp16 scale(s) of each block, by the block layouts in ggml-common.h
     offsets = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q2_K": [size - 4, size - 2],
-               "Q3_K": [size - 2], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [size - 2], "IQ4_NL": [0], "IQ4_XS": [0]}
+               "Q3_K": [size - 2], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [size - 2], "IQ4_NL": [0], "IQ4_XS": [0],
+               "IQ2_XXS": [0], "IQ2_XS": [0], "IQ2_S": [0], "IQ3_XXS": [0], "IQ3_S": [0]}
     for off in offsets.get(ggml_type.upper(), []):
         data[:, off:off + 2] = half
     w.add_tensor(name, data.reshape(rows, cols // block * size), raw_dtype=qt)
