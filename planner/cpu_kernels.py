@@ -1,17 +1,16 @@
 """CPU decode for ggml types whose kernels are slower than memory (data/cpu_kernels.yaml).
 
 llama.cpp decodes most types on a CPU as fast as RAM delivers the weights, but the sub-4-bit
-i-quants and the low k-quants spend more time dequantizing than reading: their measured rate per
-core (file bytes x tokens/s / threads, from runs with few threads) caps decode at
-cores x rate bytes of weights per second. planner/speed.py applies the cap to the weights a CPU reads.
+i-quants and the low k-quants spend more time dequantizing than reading. Each such type has a
+factor: its measured bytes/s (file bytes x tokens/s) over that of Q4_K_S on the same CPU and
+threads. planner/speed.py divides the memory-bound rate of those weights by nothing more than
+this factor (decode takes the slower of memory and kernel).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-
-GIB = 1 << 30
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,22 +33,23 @@ def _table(cpu_arch: str) -> dict | None:
     return load()["tables"].get(arch)
 
 
-def bytes_per_core(quant: str, cpu_arch: str, cpu_flags: Iterable[str] = ()) -> float | None:
-    """Weight bytes one core decodes per second for file type `quant` (e.g. "IQ3_S") on a CPU of
-    `cpu_arch` (x86_64 | arm64), or None where decode is memory-bound (no row, another architecture,
-    or the type is repacked on this CPU: data/cpu_repack.yaml)."""
-    return _rate(quant.upper(), cpu_arch, frozenset(cpu_flags))
+def speed_factor(quant: str, cpu_arch: str, cpu_flags: Iterable[str] = ()) -> float | None:
+    """The share (0-1) of the memory-bound decode rate llama.cpp's CPU kernels reach for file type
+    `quant` (e.g. "IQ3_S") on a CPU of `cpu_arch` (x86_64 | arm64); None where decode is
+    memory-bound (no row, another architecture, or the type is repacked on this CPU:
+    data/cpu_repack.yaml)."""
+    return _factor(quant.upper(), cpu_arch, frozenset(cpu_flags))
 
 
 @functools.lru_cache(maxsize=256)
-def _rate(quant: str, cpu_arch: str, flags: frozenset[str]) -> float | None:
+def _factor(quant: str, cpu_arch: str, flags: frozenset[str]) -> float | None:
     doc = load()
     table = _table(cpu_arch)
     if table is None:
         return None
     measured = doc["same_kernel"].get(quant, quant)
-    row = table["rows"].get(measured)
-    if row is None:
+    row, base = table["rows"].get(measured), table["rows"][doc["baseline"]]
+    if row is None or measured == doc["baseline"]:
         return None
     repack = doc.get("repack_type", {}).get(measured)
     if repack is not None:
@@ -57,11 +57,11 @@ def _rate(quant: str, cpu_arch: str, flags: frozenset[str]) -> float | None:
 
         if rule_for(repack, flags) is not None:
             return None
-    size_gib, tokens_per_s = row
-    return size_gib * GIB * tokens_per_s / int(table["threads"])
+    factor = row[0] * row[1] / (base[0] * base[1])
+    return factor if factor < 1.0 else None
 
 
 def source(cpu_arch: str) -> str | None:
-    """Where the rates for this CPU architecture come from."""
+    """Where the factors for this CPU architecture come from."""
     table = _table(cpu_arch)
     return table["source"] if table else None

@@ -281,10 +281,10 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     excluded: dict[str, list[str]] = {}
     _check_choices(cat, request)
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
-    from .cpu_kernels import bytes_per_core
+    from .cpu_kernels import speed_factor
 
     slow_kernels = frozenset(q.id for q in cat.quants.values()
-                             if bytes_per_core(q.id, machine.cpu.arch, machine.cpu.flags) is not None)
+                             if speed_factor(q.id, machine.cpu.arch, machine.cpu.flags) is not None)
     capacity = sum(g.memory_total_bytes for g in machine.gpus) + machine.memory.total_bytes
     plans: list[Plan] = []
     for model in cat.models:
@@ -690,13 +690,12 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         notes += list(rules.quant_notes([g for g in gpus if g.index in placed.gpus], quant))
     if placed.kind in ("cpu", "partial-offload", "moe-offload") and spd is not None:
         notes.append(speed.ram_bandwidth_note(machine, cat))
-        from .cpu_kernels import bytes_per_core
+        from .cpu_kernels import speed_factor
 
-        rate = bytes_per_core(quant.id, machine.cpu.arch, machine.cpu.flags)
-        if rate:
-            notes.append(f"{quant.id} on a CPU: llama.cpp's kernels decode about {rate / 1e9:.1f} GB of its weights "
-                         f"per second per core ({machine.cpu.usable_cores} cores here), slower than memory for "
-                         f"this type; the speed counts whichever is slower (data/cpu_kernels.yaml)")
+        factor = speed_factor(quant.id, machine.cpu.arch, machine.cpu.flags)
+        if factor:
+            notes.append(f"{quant.id} on a CPU: llama.cpp's kernels for this type decode at about {factor:.2f} of "
+                         f"the memory-bound rate of its weights (data/cpu_kernels.yaml): the speed counts that")
     repacked = 0
     if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
         from . import cpu_repack

@@ -170,15 +170,17 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
             share = (placement.gpu_layers or 0) / layers
             t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k, mf) + \
                 max(seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf,
-                                      step=False), cpu_kernel_seconds(w * (1 - share), est.quant, machine))
+                                      step=False), cpu_kernel_seconds(w * (1 - share), est.quant, machine,
+                                                                         k_cpu["efficiency"] * mf * ram_bw))
         elif placement.kind == "moe-offload":
             # The routed experts in use of the offloaded layers are read from RAM, the rest on the GPU.
             cpu_read = moe_offload_read_bytes(est, model, placement)
             t = seconds_per_token(per_token - cpu_read, bw, layers, k, mf) + \
                 max(seconds_per_token(cpu_read, ram_bw, 0, k_cpu, mf, step=False),
-                    cpu_kernel_seconds(cpu_read, est.quant, machine))
+                    cpu_kernel_seconds(cpu_read, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw))
         else:
-            t = max(seconds_per_token(per_token, ram_bw, layers, k_cpu, mf), cpu_kernel_seconds(w, est.quant, machine))
+            t = max(seconds_per_token(per_token, ram_bw, layers, k_cpu, mf),
+                    cpu_kernel_seconds(w, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw))
         out[name] = 1.0 / t
     low = out["low"] * k["low"]
     if placement.kind == "moe-offload":
@@ -201,13 +203,14 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
                  time_to_first_token_s=ttft, basis=f"{runtime.speed.get('class', 'gguf')}/{hw}")
 
 
-def cpu_kernel_seconds(weight_bytes: float, quant: str, machine: Machine) -> float:
-    """Seconds the CPU's kernels need for `weight_bytes` of type `quant` on all usable cores, for
-    the types whose kernels are slower than memory (planner/cpu_kernels.py); 0 for the others."""
-    from .cpu_kernels import bytes_per_core
+def cpu_kernel_seconds(weight_bytes: float, quant: str, machine: Machine, bytes_per_s: float) -> float:
+    """Seconds llama.cpp's CPU kernels need for `weight_bytes` of type `quant` when memory alone
+    would deliver them at `bytes_per_s`: slower by the type's factor for the types whose kernels
+    are slower than memory (planner/cpu_kernels.py); 0 for the others (memory decides)."""
+    from .cpu_kernels import speed_factor
 
-    rate = bytes_per_core(quant, machine.cpu.arch, machine.cpu.flags)
-    return weight_bytes / (max(1, machine.cpu.usable_cores) * rate) if rate else 0.0
+    f = speed_factor(quant, machine.cpu.arch, machine.cpu.flags)
+    return weight_bytes / (f * bytes_per_s) if f else 0.0
 
 
 def moe_offload_read_bytes(est: MemoryEstimate, model: ModelSpec, placement: Placement) -> float:
