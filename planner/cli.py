@@ -237,8 +237,10 @@ def cli():
 def plan(licence, context, runtimes, quants, kv_cache_type, fmt, machine_file, gpu, vram, ram, cpu_cores,
          use_cases, min_tps, top, show_all, explain, model, prefer_local, why, concurrency, debug):
     """Ranked model x quantization x runtime plans with launch commands."""
-    from . import explain as xpl
     from . import output, recommend
+
+    if why or explain:
+        from . import explain as xpl
 
     cat, only = _resolve(model) if model else (_catalog(), [])
     if why:
@@ -632,6 +634,12 @@ def fleet_plan(directory, want, top, licence, context, runtimes, quants, kv_cach
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:
+        # A process that runs one command: what is loaded by now (modules, click's commands) lives
+        # until exit, so the cycle collector need not walk it again on every pass (gc.freeze).
+        import gc
+
+        gc.freeze()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:

@@ -6,6 +6,7 @@ so the same machine always gets the same placements.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, ModelSpec, QuantSpec, RuntimeSpec
@@ -80,15 +81,27 @@ def apple_working_set(total: int, constants: dict) -> int:
 def runtime_gpus(machine: Machine, runtime: RuntimeSpec, quant: QuantSpec | None = None) -> tuple[list[Gpu], list[str]]:
     """The machine's GPUs this runtime (and quantization) can use, and why others can't
     (each reason once, with the number of GPUs it applies to)."""
-    rules = runtime_rules(runtime)
-    usable, why = [], {}
-    for g in machine.gpus:
-        reason = rules.gpu_reason(g, quant)
-        if reason is None:
-            usable.append(g)
-        else:
-            why[reason] = why.get(reason, 0) + 1
-    return usable, [r if n == 1 else f"{r} ({n} GPUs)" for r, n in why.items()]
+    key = (id(machine), id(runtime), id(quant))
+    hit = _RUNTIME_GPUS.get(key)
+    if hit is None or hit[0] is not machine or hit[1] is not runtime or hit[2] is not quant:  # never a stale one
+        rules = runtime_rules(runtime)
+        usable, why = [], {}
+        for g in machine.gpus:
+            reason = rules.gpu_reason(g, quant)
+            if reason is None:
+                usable.append(g)
+            else:
+                why[reason] = why.get(reason, 0) + 1
+        if len(_RUNTIME_GPUS) > 4096:  # hypothetical machines come and go (can-run, hardware search)
+            _RUNTIME_GPUS.clear()
+        hit = _RUNTIME_GPUS[key] = (machine, runtime, quant, tuple(usable),
+                                    tuple(r if n == 1 else f"{r} ({n} GPUs)" for r, n in why.items()))
+    return list(hit[3]), list(hit[4])
+
+
+# (machine, runtime, quant, usable GPUs, reasons) by the objects' ids: the ranking asks for each
+# candidate twice, and the answer depends on nothing else (the objects are frozen).
+_RUNTIME_GPUS: dict[tuple[int, int, int], tuple] = {}
 
 
 def runtime_on_machine(machine: Machine, runtime: RuntimeSpec) -> str | None:
@@ -99,9 +112,11 @@ def runtime_on_machine(machine: Machine, runtime: RuntimeSpec) -> str | None:
 # ---------------------------------------------------------------- placement
 
 
-def place(est: MemoryEstimate, cpu_est: MemoryEstimate, model: ModelSpec, machine: Machine,
-          runtime: RuntimeSpec, quant: QuantSpec, catalog: Catalog, options: Options = Options()) -> Placement | Rejection:
+def place(est: MemoryEstimate, cpu_est: MemoryEstimate | Callable[[], MemoryEstimate], model: ModelSpec,
+          machine: Machine, runtime: RuntimeSpec, quant: QuantSpec, catalog: Catalog,
+          options: Options = Options()) -> Placement | Rejection:
     """Where `est` (device-side estimate) or `cpu_est` (no GPU costs) can live on `machine`.
+    `cpu_est` may be a function that returns it: called only when a placement in RAM is tried.
 
     MIG instances are isolated devices: a plan uses one instance, never several (no tensor
     parallel, no layer split across instances).
@@ -123,7 +138,7 @@ def place(est: MemoryEstimate, cpu_est: MemoryEstimate, model: ModelSpec, machin
             if isinstance(moe, Placement):
                 return moe
         if runtime.partial_offload:
-            off = _place_partial(est, cpu_est, model, machine, one, runtime, constants, options)
+            off = _place_partial(est, _made(cpu_est), model, machine, one, runtime, constants, options)
             if isinstance(off, Placement):
                 return off
             placed = off
@@ -134,7 +149,12 @@ def place(est: MemoryEstimate, cpu_est: MemoryEstimate, model: ModelSpec, machin
         return Rejection(f"{runtime.id} needs a GPU")
     if machine.gpus and why_not and quant.id in runtime.quant_min_cc:
         return Rejection("; ".join(why_not))
-    return _place_cpu(cpu_est, machine, constants, why_not, model)
+    return _place_cpu(_made(cpu_est), machine, constants, why_not, model)
+
+
+def _made(est: MemoryEstimate | Callable[[], MemoryEstimate]) -> MemoryEstimate:
+    """The estimate, or what the function given in its place returns."""
+    return est() if callable(est) else est
 
 
 def _gpu_budget(g: Gpu, runtime: RuntimeSpec, options: Options = Options()) -> tuple[int, float | None]:

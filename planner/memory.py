@@ -611,11 +611,13 @@ def estimate(model: ModelSpec, quant_id: str, runtime: RuntimeSpec, catalog: Cat
         kv_state_bytes=state)
 
 
-def on_cpu(est: MemoryEstimate, model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog) -> MemoryEstimate:
-    """The same estimate without device-only costs: what `estimate(..., gpu=False)` returns."""
+def on_cpu(est: MemoryEstimate, model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog,
+           options=None) -> MemoryEstimate:
+    """The same estimate without device-only costs: what `estimate(..., gpu=False, options=options)`
+    returns (only the overhead depends on the device; weights and KV cache do not)."""
     from dataclasses import replace
 
-    return replace(est, overhead_bytes=_overhead(model, runtime, catalog, est.context, est.batch, False))
+    return replace(est, overhead_bytes=_overhead(model, runtime, catalog, est.context, est.batch, False, options))
 
 
 def _overhead(model: ModelSpec, runtime: RuntimeSpec, catalog: Catalog, context: int, batch: int,
@@ -630,6 +632,11 @@ def expert_share(arch: Architecture) -> float:
     """Share of a repeating layer's parameters that are routed experts (0 for dense models)."""
     if arch.moe is None:
         return 0.0
+    return _expert_share(arch)
+
+
+@functools.lru_cache(maxsize=512)
+def _expert_share(arch: Architecture) -> float:
     layer = expert = 0
     for g in tensor_groups(arch):
         if g.layer is None:

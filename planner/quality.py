@@ -80,11 +80,31 @@ class Table:
 
 def load_table(directory: Path | str | None = None) -> Table:
     """data/quality.yaml, validated. Raises CatalogError naming the entry on any inconsistency."""
-    return _load(str(directory) if directory is not None else str(data_dir()))
+    if directory is None:
+        import os
+
+        return _load_default(os.environ.get("PLAN_DEPLOY_DATA_DIR"))
+    return _load(str(directory))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_default(override: str | None) -> Table:
+    """The table of `data_dir()` for this $PLAN_DEPLOY_DATA_DIR (the ranking asks thousands of times)."""
+    return _load(str(data_dir()))
 
 
 @functools.lru_cache(maxsize=4)
 def _load(directory: str) -> Table:
+    """The validated table, through the compiled-data cache (planner/catalog_cache.py): building
+    the YAML costs more than the rest of a plan's start-up."""
+    from . import catalog_cache
+
+    return catalog_cache.load(Path(directory), _build, Table, data_files=("quality.yaml",),
+                              code_files=("quality.py", "catalog_cache.py"), prefix="quality-")
+
+
+def _build(directory: Path) -> Table:
+    """Read and validate quality.yaml (no cache)."""
     import yaml
 
     path = Path(directory) / "quality.yaml"
@@ -181,6 +201,20 @@ def _fit(cat: Catalog, table: Table, scale: str) -> tuple[float, float, float] |
     return _FITS[key]
 
 
+_OWN: dict[int, tuple[ModelSpec, frozenset[str]]] = {}
+
+
+def _own_quants(model: ModelSpec) -> frozenset[str]:
+    """The quantizations (upper case) of the model's artifacts in its own repository (memo per object)."""
+    hit = _OWN.get(id(model))
+    if hit is None or hit[0] is not model:
+        if len(_OWN) > 4096:  # models read from files or hubs come and go: keep the memo small
+            _OWN.clear()
+        hit = _OWN[id(model)] = (model, frozenset(a.quant.upper() for a in model.artifacts
+                                                  if a.repo == model.hf_repo))
+    return hit[1]
+
+
 def quant_penalty(model: ModelSpec, quant: str | None, cat: Catalog, table: Table | None = None) -> float:
     """Points of accuracy the quantization costs (>= 0; 0 for the model's own precision or None)."""
     if quant is None:
@@ -189,7 +223,7 @@ def quant_penalty(model: ModelSpec, quant: str | None, cat: Catalog, table: Tabl
     spec = cat.quants.get(q)
     if spec is not None and spec.kind == "native":
         return 0.0
-    if any(a.quant.upper() == q and a.repo == model.hf_repo for a in model.artifacts):
+    if q in _own_quants(model):
         return 0.0  # the lab released the model in this format: its figures are of these weights
     table = table or load_table()
     if q not in table.quant_loss:

@@ -8,6 +8,7 @@ the memory engine finds a placement.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from . import convert, fit, launch, memory, serving, speed
 from . import quality as qmod
@@ -54,8 +55,58 @@ class Request:
         return d
 
 
+class _Later:
+    """What `candidate` leaves undone: a function returning {field name: value} for the plan's
+    `launch`, `notes` and `repacked_bytes`.
+
+    Most evaluated plans are never shown (the search in `plan` keeps one per model), and the launch
+    command (with the notes that follow it) and a CPU plan's repacked bytes are the costliest parts
+    of a plan to build, and no ranking reads them; they are made on the first read of any of those
+    fields, from the same inputs, so they are the same values."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish) -> None:
+        self.finish = finish
+
+
+class _Deferred:
+    """A `Plan` field that may be given as a `_Later`: computed on first read, then stored.
+
+    A data descriptor, so the frozen dataclass's `__init__` (object.__setattr__) and
+    `dataclasses.replace` go through it; every read returns the finished value."""
+
+    def __init__(self, *default) -> None:
+        self.default = default  # () : the field has no default
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:  # the dataclass asks the class for the field's default
+            if not self.default:
+                raise AttributeError(self.name)
+            return self.default[0]
+        try:
+            value = obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        if isinstance(value, _Later):
+            for name, done in value.finish().items():
+                if obj.__dict__.get(name) is value:  # a field given its own value stays as given
+                    obj.__dict__[name] = done
+            value = obj.__dict__[self.name]
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.name] = value
+
+
 @dataclass(frozen=True)
 class Plan:
+    """One model x quantization x runtime that fits. `launch`, `notes` and `repacked_bytes` may be
+    built on first read (see `_Later`): `candidate` gives them one `_Later`."""
+
     model: ModelSpec
     quant: str
     runtime: RuntimeSpec
@@ -63,12 +114,13 @@ class Plan:
     estimate: memory.MemoryEstimate
     placement: fit.Placement
     speed: speed.Speed | None
-    launch: launch.Launch
+    launch: launch.Launch = _Deferred()  # type: ignore[assignment]
     quality: float
     quality_estimated: bool
     interactive: bool
-    notes: tuple[str, ...] = ()
-    repacked_bytes: int = 0  # llama.cpp CPU plans: weights copied into the CPU_REPACK buffer at load
+    notes: tuple[str, ...] = _Deferred(())  # type: ignore[assignment]
+    # llama.cpp CPU plans: weights copied into the CPU_REPACK buffer at load
+    repacked_bytes: int = _Deferred(0)  # type: ignore[assignment]
 
     @property
     def resident_bytes(self) -> int | None:
@@ -286,6 +338,16 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     slow_kernels = frozenset(q.id for q in cat.quants.values()
                              if speed_factor(q.id, machine.cpu.arch, machine.cpu.flags) is not None)
     capacity = sum(g.memory_total_bytes for g in machine.gpus) + machine.memory.total_bytes
+    try:
+        table = qmod.load_table()  # read once here, not per candidate
+    except PlannerError:
+        table = None  # each candidate reads it and reports the error where it always has
+    system = machine.os.system
+    # Per runtime, the quantizations it loads that the request allows (before the per-model checks).
+    allowed = {runtime.id: [_route(quant, runtime, system) for qid in runtime.quants
+                            if (quant := cat.quants.get(qid.upper())) is not None
+                            and (qid.upper() in request.quants if request.quants else quant.candidate)]
+               for runtime in runtimes}
     plans: list[Plan] = []
     for model in cat.models:
         if request.models and model.id not in request.models:
@@ -297,15 +359,8 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
         if request.use_cases and not set(request.use_cases) & set(model.use_cases):
             continue
         for runtime in runtimes:
-            options = []  # (quantization, quality kept, weight bytes, published) of every candidate with a file
-            for qid in runtime.quants:
-                quant = cat.quants.get(qid.upper())
-                if quant is None or not (qid.upper() in request.quants if request.quants else quant.candidate) \
-                        or (quant.moe_only and not model.is_moe):
-                    continue
-                if _can_get(model, quant, runtime, machine.os.system):
-                    options.append((quant, *(_size(cat, model, quant, runtime) if best_only else (0.0, 0)),
-                                    best_only and _published(model, quant, runtime, machine.os.system)))
+            # (quantization, quality kept, weight bytes, published) of every candidate with a file
+            options = _options(cat, model, allowed[runtime.id], table, best_only)
             seen: dict[str, Plan | None] = {}
 
             def evaluate(option, model=model, runtime=runtime, seen=seen) -> Plan | None:
@@ -314,7 +369,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
                 if key in seen:
                     return seen[key]
                 out = candidate(cat, machine, model, key, runtime, context, request.kv_cache_type, request.options,
-                                use_cases=request.use_cases, concurrency=request.concurrency)
+                                use_cases=request.use_cases, concurrency=request.concurrency, quality_table=table)
                 if isinstance(out, str):
                     if explain:
                         rejected.append({"model": model.id, "quant": option[0].id, "runtime": runtime.id,
@@ -376,15 +431,16 @@ def _rejected_size(cat: Catalog, r: dict) -> int:
         return 0
 
 
-def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec) -> tuple[float, int]:
-    """(quality kept, weight bytes) of this quantization in the runtime's first format: quality kept
-    is minus the quantization's published loss (the order `_quant_tier` ranks by, less the convert
-    margin the search does not know of: ties are evaluated, and plan_key decides)."""
-    fmts = memory.carrying_formats(quant, runtime)
-    if not fmts:
+def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, fmt: str | None,
+          table: qmod.Table | None = None) -> tuple[float, int]:
+    """(quality kept, weight bytes) of this quantization in `fmt`, the runtime's first format that
+    carries it (None: none does; (0.0, 0)): quality kept is minus the quantization's published loss
+    (the order `_quant_tier` ranks by, less the convert margin the search does not know of: ties
+    are evaluated, and plan_key decides)."""
+    if fmt is None:
         return 0.0, 0
-    w = memory.weights(model, quant, fmts[0], cat)
-    return -qmod.quant_penalty(model, quant.id, cat), w.total_bytes
+    w = memory.weights(model, quant, fmt, cat)
+    return -qmod.quant_penalty(model, quant.id, cat, table), w.total_bytes
 
 
 def _search_all(options: list, evaluate, margin: float, slow: frozenset[str]) -> None:
@@ -557,76 +613,115 @@ def artifact_for(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, syste
                         tag=f"hf.co/{hub.repo}:{quant.id}")
     if not launch.loads_local_path(runtime.id):  # the runtime keeps its own model store
         return None
-    if any(a.source == "local" for a in model.artifacts):  # a model read from a file: plan that file
+    if _has_local(model):  # a model read from a file: plan that file
         return None
     return Artifact(format=fmt, quant=quant.id, repo=model.hf_repo, source="convert",
                     path=convert.output_file(model.id, quant.id))
 
 
-_ROUTES: dict[tuple, tuple] = {}
+class _Route(NamedTuple):
+    """How a runtime gets a quantization's file on one OS (`_route`)."""
+
+    quant: QuantSpec
+    runtime: RuntimeSpec
+    formats: list[str]  # the runtime's formats for this quantization on this OS
+    makeable: bool  # a GGUF can be made for it (and the runtime loads it from a path)
+    first_format: str | None  # the first of memory.carrying_formats (any OS), None: none
+    key: str  # the quantization id in upper case, as `_artifact_index` keys it
+    ollama: bool  # "ollama" in formats
+    loads_path: bool  # launch.loads_local_path(runtime.id)
+
+
+_ROUTES: dict[tuple, _Route] = {}
 
 
 def _routes(quant: QuantSpec, runtime: RuntimeSpec, system: str) -> tuple[list[str], bool]:
     """The runtime's formats for this quantization on this OS, and whether a GGUF can be made for it."""
+    r = _route(quant, runtime, system)
+    return r.formats, r.makeable
+
+
+def _route(quant: QuantSpec, runtime: RuntimeSpec, system: str) -> _Route:
+    """The `_Route` of a quantization and runtime on an OS, memoized per object, never a stale one."""
     key = (id(quant), id(runtime), system)
     hit = _ROUTES.get(key)
-    if hit is None or hit[0] is not quant or hit[1] is not runtime:  # memo per object, never a stale one
-        fmts = [f for f in memory.carrying_formats(quant, runtime) if system in runtime.format_os.get(f, (system,))]
-        hit = _ROUTES[key] = (quant, runtime, fmts,
-                              any(f in ("gguf", "ollama") for f in fmts) and launch.loads_local_path(runtime.id))
-    return hit[2], hit[3]
+    if hit is None or hit.quant is not quant or hit.runtime is not runtime:
+        carrying = memory.carrying_formats(quant, runtime)
+        fmts = [f for f in carrying if system in runtime.format_os.get(f, (system,))]
+        path = launch.loads_local_path(runtime.id)
+        hit = _ROUTES[key] = _Route(quant, runtime, fmts, any(f in ("gguf", "ollama") for f in fmts) and path,
+                                    carrying[0] if carrying else None, quant.id.upper(), "ollama" in fmts, path)
+    return hit
 
 
-def _published(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
-    """artifact_for(...) is a file to download or already here (not one to make)."""
-    fmts, _ = _routes(quant, runtime, system)
+def _options(cat: Catalog, model: ModelSpec, routes: list[_Route], table: qmod.Table | None,
+             best_only: bool) -> list[tuple[QuantSpec, float, int, bool]]:
+    """(quantization, quality kept, weight bytes, published) of each route's quantization (in order)
+    that `artifact_for` finds a file for; quality kept and weight bytes (`_size`) and published only
+    with `best_only` (else 0.0, 0, False)."""
     index = _artifact_index(model)
-    q = quant.id.upper()
-    if any((f, q) in index for f in fmts):
-        return True
-    hub = index.get(("gguf", q))
-    return hub is not None and "ollama" in fmts and (
-        (hub.source == "local" and launch.loads_local_path(runtime.id))
-        or (bool(hub.file) and "-00001-of-" not in hub.file))
+    local = _has_local(model)
+    out = []
+    for route in routes:
+        quant = route.quant
+        if quant.moe_only and not model.is_moe:
+            continue
+        can_get, published = _availability(index, local, route)
+        if not can_get:
+            continue
+        if best_only:
+            out.append((quant, *_size(cat, model, quant, route.first_format, table), published))
+        else:
+            out.append((quant, 0.0, 0, False))
+    return out
 
 
-def _can_get(model: ModelSpec, quant: QuantSpec, runtime: RuntimeSpec, system: str) -> bool:
-    """artifact_for(...) is not None, without building the artifact."""
-    fmts, makeable = _routes(quant, runtime, system)
-    if makeable and not any(a.source == "local" for a in model.artifacts):
-        return True
-    index = _artifact_index(model)
-    q = quant.id.upper()
-    if any((f, q) in index for f in fmts):
-        return True
-    hub = index.get(("gguf", q))
-    if hub is not None and hub.source == "local" and "ollama" in fmts and launch.loads_local_path(runtime.id):
-        return True
-    return "ollama" in fmts and hub is not None and bool(hub.file) and "-00001-of-" not in hub.file
+def _availability(index: dict, local: bool, route: _Route) -> tuple[bool, bool]:
+    """(`artifact_for(...)` is not None, it is a file to download or already here rather than one to
+    make), without building the artifact, for a model with this `_artifact_index` and `_has_local`."""
+    q = route.key
+    published = any((f, q) in index for f in route.formats)
+    if not published and route.ollama:
+        hub = index.get(("gguf", q))
+        published = hub is not None and ((hub.source == "local" and route.loads_path)
+                                         or (bool(hub.file) and "-00001-of-" not in hub.file))
+    return published or (route.makeable and not local), published
 
 
-_INDEX: dict[int, tuple[ModelSpec, dict]] = {}
+_INDEX: dict[int, tuple[ModelSpec, dict, bool]] = {}
 
 
-def _artifact_index(model: ModelSpec) -> dict[tuple[str, str], Artifact]:
-    """(format, QUANT) -> the model's first catalogued artifact, as ModelSpec.artifact finds it."""
+def _indexed(model: ModelSpec) -> tuple[ModelSpec, dict, bool]:
+    """(model, `_artifact_index`, `_has_local`), memoized per model object."""
     hit = _INDEX.get(id(model))
     if hit is None or hit[0] is not model:
         index: dict[tuple[str, str], Artifact] = {}
         for a in model.artifacts:
             index.setdefault((a.format, a.quant.upper()), a)
-        hit = _INDEX[id(model)] = (model, index)
-    return hit[1]
+        hit = _INDEX[id(model)] = (model, index, any(a.source == "local" for a in model.artifacts))
+    return hit
+
+
+def _artifact_index(model: ModelSpec) -> dict[tuple[str, str], Artifact]:
+    """(format, QUANT) -> the model's first catalogued artifact, as ModelSpec.artifact finds it."""
+    return _indexed(model)[1]
+
+
+def _has_local(model: ModelSpec) -> bool:
+    """The model has an artifact on this disk (a model read from a file)."""
+    return _indexed(model)[2]
 
 
 def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtime: RuntimeSpec, context: int,
               kv_cache_type: str | None, options: Options = Options(), use_cases: tuple[str, ...] = (), *,
-              art: Artifact | None = None, concurrency: int | None = None) -> Plan | str | None:
+              art: Artifact | None = None, concurrency: int | None = None,
+              quality_table: qmod.Table | None = None) -> Plan | str | None:
     """A plan, a rejection reason, or None when the combination doesn't exist (no file to get or make).
 
     `concurrency`: plan a server for that many users at once: KV cache for that many sequences of
     `context` tokens, the runtime's way of serving them (planner/runtimes `serving_reason`,
-    `batching`), per-user and aggregate speed (planner/serving.py); None: one interactive user."""
+    `batching`), per-user and aggregate speed (planner/serving.py); None: one interactive user.
+    `quality_table`: data/quality.yaml as `quality.load_table()` reads it (given: not looked up again)."""
     quant = cat.quants.get(qid.upper())
     if quant is None or (quant.moe_only and not model.is_moe):
         return None
@@ -636,7 +731,7 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     if art.source == "local" and not launch.loads_local_path(runtime.id):
         return f"{runtime.id} loads models from its own store, not from a path: use llama.cpp for a local file"
     if art.source == "convert" and not art.steps:
-        art = replace(art, steps=tuple(tuple(step) for step in convert.steps(model, quant)))
+        art = _with_steps(art, model, quant)
     limit = model.context_length_extended or model.context_length
     if context > limit:
         return f"context {context} exceeds the model's {limit} tokens"
@@ -662,16 +757,25 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
     try:
         est = memory.estimate(model, quant.id, runtime, cat, context=context, kv_cache_type=kv, gpu=bool(gpus),
                               options=options, devices=tuple(gpus), batch=users)
-        cpu_est = est if not gpus else memory.estimate(model, quant.id, runtime, cat, context=context,
-                                                       kv_cache_type=kv, gpu=False, options=options, batch=users)
     except PlannerError as e:
         return e.message
     if gpus:
+        device_est, made = est, []
+
+        def cpu_est() -> memory.MemoryEstimate:
+            """The estimate without device-only costs (its overhead is arithmetic that cannot fail),
+            made once, when a placement in RAM is tried: most candidates of a GPU machine never need it."""
+            if not made:
+                made.append(memory.on_cpu(device_est, model, runtime, cat, options))
+            return made[0]
+
         est = memory.scale_weights(est, *rules.weight_scale(model, quant, gpus))
+    else:
+        cpu_est = est
     placed = fit.place(est, cpu_est, model, machine, runtime, quant, cat, options)
     if isinstance(placed, fit.Rejection):
         return placed.reason
-    used_est = cpu_est if placed.kind == "cpu" else est
+    used_est = (cpu_est() if callable(cpu_est) else cpu_est) if placed.kind == "cpu" else est
     spd = speed.estimate_speed(used_est, model, placed, machine, runtime, cat, prompt_tokens=min(context, 1024))
     threshold = float(cat.constants["interactive_tokens_per_s"])
     interactive = spd.expected >= threshold if spd else placed.kind in ("gpu", "multi-gpu", "unified")
@@ -696,38 +800,80 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
         if factor:
             notes.append(f"{quant.id} on a CPU: llama.cpp's kernels for this type decode at about {factor:.2f} of "
                          f"the memory-bound rate of its weights (data/cpu_kernels.yaml): the speed counts that")
-    repacked = 0
-    if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
-        from . import cpu_repack
 
-        repacked, by_type = cpu_repack.recipe_repacked(model.arch, quant, cat.constants, machine.cpu.flags)
-        resident = used_est.total_bytes + repacked
-        if repacked:
-            notes.append(f"resident after loading: about {resident / 2**30:.1f} GiB: llama.cpp copies "
-                         f"{repacked / 2**30:.1f} GiB of {'/'.join(sorted(by_type))} weights into its CPU_REPACK "
-                         f"buffer for {machine.cpu.arch} ({'/'.join(sorted(set(machine.cpu.flags) & {'avx2', 'avx512f', 'neon', 'dotprod', 'i8mm'}))}); "
-                         "the file's pages of those tensors stay cached but the kernel can drop them, and "
-                         "--no-mmap loads them once")
-    if spd is not None and not interactive and served is None:
-        notes.append(f"about {spd.expected:.1f} tokens/s: too slow for interactive use "
-                     f"(under {threshold:g} tokens/s)")
-    if spd is None:
-        notes.append("speed unknown: no memory bandwidth for this device")
-    elif runtime.speed.get("note"):
-        notes.append(runtime.speed["note"])
-    lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv, machine=machine, options=options)
-    notes += list(lnch.notes)
-    if art.source == "convert":
-        notes += convert.notes(model, quant)
-    if quant.low_bit:
-        notes.append(f"{quant.id} is a low-bit quantization: expect a clear quality loss (ranked after "
-                     f"plans at 3.5+ bits)")
-    q = qmod.score(model, quant.id, use_cases, cat)
+    def finish() -> dict:
+        """The fields no ranking reads (built on first read): the CPU_REPACK bytes of a llama.cpp CPU
+        plan, the launch command, and the plan's notes, the command's own among them."""
+        out = list(notes)
+        repacked = 0
+        if placed.kind == "cpu" and used_est.format in ("gguf", "ollama") and quant.gguf:
+            from . import cpu_repack
+
+            repacked, by_type = cpu_repack.recipe_repacked(model.arch, quant, cat.constants, machine.cpu.flags)
+            resident = used_est.total_bytes + repacked
+            if repacked:
+                out.append(f"resident after loading: about {resident / 2**30:.1f} GiB: llama.cpp copies "
+                           f"{repacked / 2**30:.1f} GiB of {'/'.join(sorted(by_type))} weights into its CPU_REPACK "
+                           f"buffer for {machine.cpu.arch} ({'/'.join(sorted(set(machine.cpu.flags) & {'avx2', 'avx512f', 'neon', 'dotprod', 'i8mm'}))}); "
+                           "the file's pages of those tensors stay cached but the kernel can drop them, and "
+                           "--no-mmap loads them once")
+        if spd is not None and not interactive and served is None:
+            out.append(f"about {spd.expected:.1f} tokens/s: too slow for interactive use "
+                       f"(under {threshold:g} tokens/s)")
+        if spd is None:
+            out.append("speed unknown: no memory bandwidth for this device")
+        elif runtime.speed.get("note"):
+            out.append(runtime.speed["note"])
+        lnch = launch.command(model, quant.id, art, used_est, placed, runtime, kv, machine=machine, options=options)
+        out += list(lnch.notes)
+        if art.source == "convert":
+            out += convert.notes(model, quant)
+        if quant.low_bit:
+            out.append(f"{quant.id} is a low-bit quantization: expect a clear quality loss (ranked after "
+                       f"plans at 3.5+ bits)")
+        return {"launch": lnch, "notes": tuple(out), "repacked_bytes": repacked}
+
+    later = _Later(finish)
+    q = _score(model, quant.id, use_cases, cat, quality_table)
     return Plan(model=model, quant=quant.id, runtime=runtime, artifact=art, estimate=used_est, placement=placed,
-                speed=spd, launch=lnch, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
-                notes=tuple(notes), quality_detail=q, repacked_bytes=repacked, low_bit=quant.low_bit,
+                speed=spd, launch=later, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
+                notes=later, quality_detail=q, repacked_bytes=later, low_bit=quant.low_bit,
                 convert_margin=float(cat.constants["convert_quality_margin"]) if art.source == "convert" else 0.0,
                 serving=served)
+
+
+_STEPS: dict[tuple, tuple] = {}
+
+
+def _with_steps(art: Artifact, model: ModelSpec, quant: QuantSpec) -> Artifact:
+    """A file to make, with the steps that make it (planner/convert.py), memoized per (model,
+    quantization) objects and artifact: llama.cpp and LM Studio plan the same file, and can-run
+    plans again and again."""
+    key = (id(model), id(quant), art)
+    hit = _STEPS.get(key)
+    if hit is None or hit[0] is not model or hit[1] is not quant:
+        if len(_STEPS) > 16384:
+            _STEPS.clear()
+        hit = _STEPS[key] = (model, quant, replace(art, steps=tuple(tuple(step) for step in convert.steps(model, quant))))
+    return hit[2]
+
+
+_SCORES: dict[tuple, tuple] = {}
+
+
+def _score(model: ModelSpec, qid: str, use_cases: tuple[str, ...], cat: Catalog,
+           table: qmod.Table | None) -> qmod.Quality:
+    """`quality.score`, memoized per (model, quantization, use cases, catalog, table) objects: the
+    runtimes that load the same quantization of a model ask for the same (immutable) answer."""
+    if table is None:
+        return qmod.score(model, qid, use_cases, cat)
+    key = (id(model), qid, use_cases, id(cat), id(table))
+    hit = _SCORES.get(key)
+    if hit is None or hit[0] is not model or hit[1] is not cat or hit[2] is not table:
+        if len(_SCORES) > 65536:
+            _SCORES.clear()
+        hit = _SCORES[key] = (model, cat, table, qmod.score(model, qid, use_cases, cat, table))
+    return hit[3]
 
 
 def serving_notes(s: serving.Serving, threshold: float, placed: fit.Placement, machine: Machine,

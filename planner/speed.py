@@ -64,12 +64,21 @@ def hardware_class(vendor: str | None, memory_type: str | None = None) -> str:
 def gpu_class(gpu: Gpu | None, catalog: Catalog) -> str:
     if gpu is None:
         return "cpu"
-    memory_type = None
-    if gpu.catalog_id:
-        for spec in catalog.gpus:
-            if spec.id == gpu.catalog_id:
-                memory_type = spec.memory_type
+    memory_type = _memory_types(catalog.gpus).get(gpu.catalog_id) if gpu.catalog_id else None
     return hardware_class(gpu.vendor, memory_type)
+
+
+_MEMORY_TYPES: dict[int, tuple] = {}
+
+
+def _memory_types(specs: tuple) -> dict:
+    """Catalog GPU id -> its memory type (the last entry of an id wins), memoized per tuple of specs."""
+    hit = _MEMORY_TYPES.get(id(specs))
+    if hit is None or hit[0] is not specs:
+        if len(_MEMORY_TYPES) > 64:
+            _MEMORY_TYPES.clear()
+        hit = _MEMORY_TYPES[id(specs)] = (specs, {s.id: s.memory_type for s in specs})
+    return hit[1]
 
 
 def decode_constants(catalog: Catalog, runtime: RuntimeSpec, hw: str) -> dict[str, float]:
@@ -151,14 +160,14 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     layers = est.layers
     out: dict[str, float] = {}
     full_context_bytes = 0.0
+    bw = min((gpu_bandwidth(g) or 0) for g in used) if used else 0
+    if placement.kind != "cpu" and not bw:
+        return None
     for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
         w, kv = decode_bytes(est, model, fill)
         per_token = w + kv
         if name == "low":
             full_context_bytes = per_token
-        bw = min((gpu_bandwidth(g) or 0) for g in used) if used else 0
-        if placement.kind != "cpu" and not bw:
-            return None
         if placement.kind in ("gpu", "unified"):
             t = seconds_per_token(per_token, bw, layers, k, mf)
         elif placement.kind == "multi-gpu" and placement.tensor_parallel:
