@@ -335,6 +335,7 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     runtimes = _runtimes(cat, machine, request, rejected if explain else None)
     from .cpu_kernels import speed_factor
 
+    # Types whose CPU kernels are slower than memory: kept out of the bisection (see _search_all).
     slow_kernels = frozenset(q.id for q in cat.quants.values()
                              if speed_factor(q.id, machine.cpu.arch, machine.cpu.flags) is not None)
     capacity = sum(g.memory_total_bytes for g in machine.gpus) + machine.memory.total_bytes
@@ -443,21 +444,42 @@ def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, fmt: str | None,
     return -qmod.quant_penalty(model, quant.id, cat, table), w.total_bytes
 
 
+# Types whose bytes read per token do not follow their file size: MXFP4 files keep every tensor but the
+# experts at 8 bits (quants.yaml), so a MXFP4 file reads more per token than a same-sized IQ4 one.
+# Evaluated on their own, outside the bisection (one plan per MoE model and runtime).
+IRREGULAR = frozenset({"MXFP4"})
+
+
 def _search_all(options: list, evaluate, margin: float, slow: frozenset[str]) -> None:
     """Evaluate what can be the best plan of one model and runtime: the normal-precision files by
-    `_search_best`; only when none is interactive, the low-bit ones. Types whose CPU kernels are
-    slower than memory (`slow`, planner/cpu_kernels.py) break the search's premise that a smaller
-    file is never slower, so they are kept out of it and evaluated one by one, and only when no
-    other file of their precision is interactive (they keep less quality than every other
-    normal-precision type, so they cannot outrank an interactive one)."""
+    `_search_best`; only when none is interactive, the low-bit ones.
+
+    Types whose CPU kernels are slower than memory (`slow`, planner/cpu_kernels.py) break the
+    search's premise that a smaller file is never slower, so they are kept out of the bisection and
+    evaluated one by one, unless the search already found an interactive plan in the best placement
+    class: there a slow type cannot win (it keeps less quality than every other file of its
+    precision, and `best_per_model_key` ranks quality right after placement)."""
+    got: list[Plan] = []
+
+    def ev(option):
+        p = evaluate(option)
+        if p is not None:
+            got.append(p)
+        return p
+
     for group in ([o for o in options if not o[0].low_bit], [o for o in options if o[0].low_bit]):
-        if _search_best([o for o in group if o[0].id not in slow], evaluate, margin):
+        found = _search_best([o for o in group if o[0].id not in slow and o[0].id not in IRREGULAR], ev, margin)
+        for o in (o for o in group if o[0].id in IRREGULAR):
+            p = ev(o)
+            found = found or bool(p is not None and p.interactive)
+        usable = [p for p in got if p.interactive]
+        if found and usable and placement_class(min(usable, key=best_per_model_key)) == 0:
             return
         hit = False
         for o in (o for o in group if o[0].id in slow):
-            p = evaluate(o)
+            p = ev(o)
             hit = hit or bool(p is not None and p.interactive)
-        if hit:
+        if found or hit:
             return
 
 

@@ -181,7 +181,7 @@ def _offload(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
     """Partial / MoE offload at `n` users: the GPU's part batches (module formula, at the GPU's
     prefill rate for its share), the RAM part costs n x its single-stream time. None when the GPU
     has no bandwidth or FLOP/s figure (then the caller assumes no gain at all)."""
-    from .speed import _prefill, cpu_class, moe_offload_read_bytes, ram_bandwidth
+    from .speed import _prefill, cpu_class, cpu_kernel_seconds, moe_offload_read_bytes, ram_bandwidth
 
     gpus = {g.index: g for g in machine.gpus}
     used = [gpus[i] for i in placement.gpus if i in gpus]
@@ -204,12 +204,14 @@ def _offload(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
             gl = placement.gpu_layers or 0
             share = gl / layers
             t_gpu = seconds_per_token((w + kv) * share, bw, gl, k, mf)
-            t_ram = seconds_per_token((w + kv) * (1 - share), ram_bw, layers - gl, k_cpu, mf, step=False)
+            t_ram = seconds_per_token((w + kv) * (1 - share), ram_bw, layers - gl, k_cpu, mf, step=False) + \
+                cpu_kernel_seconds(w * (1 - share), est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
         else:
             ram_read = moe_offload_read_bytes(est, model, placement)
             share = 1.0 - ram_read / (w + kv)
             t_gpu = seconds_per_token(w + kv - ram_read, bw, layers, k, mf)
-            t_ram = seconds_per_token(ram_read, ram_bw, 0, k_cpu, mf, step=False)
+            t_ram = seconds_per_token(ram_read, ram_bw, 0, k_cpu, mf, step=False) + \
+                cpu_kernel_seconds(ram_read, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
         prefill = whole / share if share > 0 else None
         t = step_seconds(t_gpu, w * share, kv * share, n, model.arch, 1.0 / (k["efficiency"] * mf * bw), prefill,
                          ratio, a) + n * t_ram

@@ -178,18 +178,18 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
         elif placement.kind == "partial-offload":
             share = (placement.gpu_layers or 0) / layers
             t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k, mf) + \
-                max(seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf,
-                                      step=False), cpu_kernel_seconds(w * (1 - share), est.quant, machine,
-                                                                         k_cpu["efficiency"] * mf * ram_bw))
+                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf,
+                                  step=False) + \
+                cpu_kernel_seconds(w * (1 - share), est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
         elif placement.kind == "moe-offload":
             # The routed experts in use of the offloaded layers are read from RAM, the rest on the GPU.
             cpu_read = moe_offload_read_bytes(est, model, placement)
             t = seconds_per_token(per_token - cpu_read, bw, layers, k, mf) + \
-                max(seconds_per_token(cpu_read, ram_bw, 0, k_cpu, mf, step=False),
-                    cpu_kernel_seconds(cpu_read, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw))
+                seconds_per_token(cpu_read, ram_bw, 0, k_cpu, mf, step=False) + \
+                cpu_kernel_seconds(cpu_read, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
         else:
-            t = max(seconds_per_token(per_token, ram_bw, layers, k_cpu, mf),
-                    cpu_kernel_seconds(w, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw))
+            t = seconds_per_token(per_token, ram_bw, layers, k_cpu, mf) + \
+                cpu_kernel_seconds(w, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
         out[name] = 1.0 / t
     low = out["low"] * k["low"]
     if placement.kind == "moe-offload":
@@ -213,13 +213,13 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
 
 
 def cpu_kernel_seconds(weight_bytes: float, quant: str, machine: Machine, bytes_per_s: float) -> float:
-    """Seconds llama.cpp's CPU kernels need for `weight_bytes` of type `quant` when memory alone
-    would deliver them at `bytes_per_s`: slower by the type's factor for the types whose kernels
-    are slower than memory (planner/cpu_kernels.py); 0 for the others (memory decides)."""
+    """Extra seconds llama.cpp's CPU kernels need for `weight_bytes` of type `quant` beyond reading
+    them at `bytes_per_s` (the memory-bound rate): reading takes 1/factor as long for the types
+    whose kernels are slower than memory (planner/cpu_kernels.py); 0 for the others."""
     from .cpu_kernels import speed_factor
 
     f = speed_factor(quant, machine.cpu.arch, machine.cpu.flags)
-    return weight_bytes / (f * bytes_per_s) if f else 0.0
+    return weight_bytes / bytes_per_s * (1 / f - 1) if f else 0.0
 
 
 def moe_offload_read_bytes(est: MemoryEstimate, model: ModelSpec, placement: Placement) -> float:

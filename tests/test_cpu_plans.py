@@ -189,3 +189,27 @@ def test_assumed_bandwidth_keeps_the_published_cpu_constants(cat):
 
     assert speed.cpu_class(_cpu_box()) == "cpu"
     assert speed.cpu_class(_cpu_box(30 * 10**9, "given in a hand-written file")) == "cpu"
+
+
+@pytest.mark.parametrize("quant", ["Q3_K_M", "IQ3_S", "IQ3_XXS", "IQ2_XS", "Q4_K_M"])
+def test_slow_cpu_kernels_match_llama_cpp_relative_to_q4_0(cat, quant):
+    """Decode of each type relative to Q4_0 in the same session (so the machine's speed that day
+    cancels): the plan's ratio against llama.cpp's (tests/data/cpu_runs.yaml slow_kernels)."""
+    doc = _runs()["slow_kernels"]
+    s, meas = doc["session"], doc["decode_tokens_per_s"]
+    box = _cpu_box(flags=("avx2", "avx512f", "fma", "f16c"))
+    ref = _plan(cat, box, s["model"], s["reference"], s["context"]).speed.expected
+    got = _plan(cat, box, s["model"], quant, s["context"]).speed.expected
+    assert got / ref == pytest.approx(meas[quant] / meas[s["reference"]], rel=0.2)
+
+
+def test_without_the_kernel_factors_i_quants_are_planned_far_too_fast(cat, monkeypatch):
+    from planner import cpu_kernels
+
+    doc = _runs()["slow_kernels"]
+    s, meas = doc["session"], doc["decode_tokens_per_s"]
+    box = _cpu_box(flags=("avx2", "avx512f", "fma", "f16c"))
+    monkeypatch.setattr(cpu_kernels, "_factor", lambda *a: None)
+    ref = _plan(cat, box, s["model"], s["reference"], s["context"]).speed.expected
+    got = _plan(cat, box, s["model"], "IQ3_S", s["context"]).speed.expected
+    assert got / ref > 2 * meas["IQ3_S"] / meas[s["reference"]]
