@@ -397,7 +397,8 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
             # Largest file first; weights that exceed every byte of the machine never fit.
             options = sorted((o for o in options if o[2] <= capacity), key=lambda o: (-o[2], o[0].id))
             margin = float(constants["convert_quality_margin"])
-            _search_all(options, evaluate, margin, slow_kernels)
+            _search_all(options, evaluate, margin, slow_kernels,
+                        one_class=not (machine.gpus and fit.runtime_gpus(machine, runtime)[0]))
     plans.sort(key=plan_key)
     # Per model and runtime, the smallest file first: its reason is the one closest to fitting.
     rejected.sort(key=lambda r: (r["model"], r["runtime"], _rejected_size(cat, r), r["quant"] or ""))
@@ -450,14 +451,14 @@ def _size(cat: Catalog, model: ModelSpec, quant: QuantSpec, fmt: str | None,
 IRREGULAR = frozenset({"MXFP4"})
 
 
-def _search_all(options: list, evaluate, margin: float, slow: frozenset[str]) -> None:
+def _search_all(options: list, evaluate, margin: float, slow: frozenset[str], one_class: bool = False) -> None:
     """Evaluate what can be the best plan of one model and runtime: the normal-precision files by
     `_search_best`; only when none is interactive, the low-bit ones.
 
     Types whose CPU kernels are slower than memory (`slow`, planner/cpu_kernels.py) break the
     search's premise that a smaller file is never slower, so they are kept out of the bisection and
     evaluated one by one, unless the search already found an interactive plan in the best placement
-    class: there a slow type cannot win (it keeps less quality than every other file of its
+    class (or `one_class`: the runtime has no GPU here, every plan is a CPU plan): there a slow type cannot win (it keeps less quality than every other file of its
     precision, and `best_per_model_key` ranks quality right after placement)."""
     got: list[Plan] = []
 
@@ -473,7 +474,7 @@ def _search_all(options: list, evaluate, margin: float, slow: frozenset[str]) ->
             p = ev(o)
             found = found or bool(p is not None and p.interactive)
         usable = [p for p in got if p.interactive]
-        if found and usable and placement_class(min(usable, key=best_per_model_key)) == 0:
+        if found and usable and (one_class or placement_class(min(usable, key=best_per_model_key)) == 0):
             return
         hit = False
         for o in (o for o in group if o[0].id in slow):
