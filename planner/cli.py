@@ -406,7 +406,7 @@ def _can_run_text(m, doc, best, options, machine) -> str:
         lines.append(f"{m.id}: YES, but slowly at this load: {_tps(best)}; under the interactive speed per user.")
     else:
         how = "only through partial CPU offload" if best.placement.kind == "partial-offload" else \
-            f"only on the {best.placement.kind}"
+            ("on the CPU" if not machine.gpus else f"only on the {best.placement.kind}")
         lines.append(f"{m.id}: YES, {how}, and slowly: {_tps(best)}; too slow for interactive use.")
     if best is not None:
         rival = next((p for p in options if (p.quant, p.placement.kind) != (best.quant, best.placement.kind)), None)
@@ -442,8 +442,11 @@ def _can_run_text(m, doc, best, options, machine) -> str:
 def _tps(p) -> str:
     if p.serving is not None:
         s = p.serving
-        cap = f", memory holds {s.max_concurrency:,}" if s.max_concurrency is not None else ""
-        return (f"{s.concurrency} user{'s' if s.concurrency > 1 else ''}: ~{s.per_user.expected:.1f} tokens/s each ({s.per_user.low:.1f}-"
+        cap = f", memory holds {s.max_concurrency:,} users" if s.max_concurrency is not None else ""
+        if s.concurrency == 1:
+            return (f"1 user: ~{s.per_user.expected:.1f} tokens/s ({s.per_user.low:.1f}-{s.per_user.high:.1f})"
+                    f"{cap}")
+        return (f"{s.concurrency} users: ~{s.per_user.expected:.1f} tokens/s each ({s.per_user.low:.1f}-"
                 f"{s.per_user.high:.1f}), ~{s.aggregate_tokens_per_s:,.0f} tokens/s in all{cap}")
     return f"~{p.speed.expected:.1f} tokens/s ({p.speed.low:.1f}-{p.speed.high:.1f})" if p.speed else "speed unknown"
 

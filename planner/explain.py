@@ -57,7 +57,16 @@ def _value(name: str, plan: Plan, threshold: float | None) -> str:
         if q is None:
             return f"{tier:.1f}" + (f" ({plan.quality:.1f}{convert[1:]})" if convert else "")
         how = "estimated" if q.estimated else "published"
-        return f"{q.benchmark} {tier:.1f} ({how} {q.value:.1f}, quantization -{q.quant_penalty:.1f}{convert})"
+        return f"{q.benchmark} {tier:.1f} ({how} {q.value:.1f}, quantization -{abs(q.quant_penalty):.1f}{convert})"
+    if name == "quantization loss":
+        pen = plan.quality_detail.quant_penalty if plan.quality_detail else 0.0
+        return (f"{'within' if plan.loss_class == 0 else 'beyond'} the server tolerance "
+                f"({plan.quant} loses {pen:.1f} points)")
+    if name == "model quality":
+        q = plan.quality_detail
+        convert = f", -{plan.convert_margin:g} to convert" if plan.convert_margin else ""
+        value = (q.value if q else plan.quality) - plan.convert_margin
+        return f"{q.benchmark + ' ' if q else ''}{value:.1f} (before quantization{convert})"
     if name == "placement":
         p = plan.placement
         n = len(p.gpus)

