@@ -446,8 +446,9 @@ def _tps(p) -> str:
         if s.concurrency == 1:
             return (f"1 user: ~{s.per_user.expected:.1f} tokens/s ({s.per_user.low:.1f}-{s.per_user.high:.1f})"
                     f"{cap}")
+        why = f" [{s.bound}]" if "assumed" in s.bound else ""
         return (f"{s.concurrency} users: ~{s.per_user.expected:.1f} tokens/s each ({s.per_user.low:.1f}-"
-                f"{s.per_user.high:.1f}), ~{s.aggregate_tokens_per_s:,.0f} tokens/s in all{cap}")
+                f"{s.per_user.high:.1f}), ~{s.aggregate_tokens_per_s:,.0f} tokens/s in all{cap}{why}")
     return f"~{p.speed.expected:.1f} tokens/s ({p.speed.low:.1f}-{p.speed.high:.1f})" if p.speed else "speed unknown"
 
 

@@ -985,7 +985,8 @@ def would_fit_with(cat: Catalog, machine: Machine, model: ModelSpec, request: Re
     # 3b. a server: fewer users at this context (the most the best one-user plan's memory holds)
     if (request.concurrency or 1) > 1:
         p = usable(machine, replace(base, concurrency=1))
-        if p is not None and p.serving is not None and p.serving.max_concurrency:
+        if p is not None and p.serving is not None and p.serving.max_concurrency and \
+                p.serving.max_concurrency < (request.concurrency or 1):  # memory, not speed, is the limit
             out.append(f"fewer users: memory holds about {p.serving.max_concurrency:,} sequences of {context} "
                        f"tokens ({p.quant} on {p.runtime.id}); further requests would wait in its queue")
     # 4. more GPUs of the same kind (MIG instances are never pooled)
