@@ -798,6 +798,13 @@ def _build(d: Path) -> Catalog:
     if not isinstance(cdoc, dict):
         raise CatalogError("constants.yaml: expected a mapping")
     constants.update(cdoc)
+    # CPU kernel facts read on every plan (planner/cpu_kernels.py, planner/cpu_repack.py): compiled
+    # with the rest, so planning never parses YAML.
+    for name in ("cpu_kernels", "cpu_repack"):
+        doc = _load_yaml(d / f"{name}.yaml")
+        if not isinstance(doc, dict):
+            raise CatalogError(f"{name}.yaml: expected a mapping")
+        constants[name] = doc
     cat = Catalog(models=models, runtimes=runtimes, gpus=gpus, quants=quants, constants=constants)
     _check_unique(cat)
     return cat

@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 from . import __version__
 
-DATA_FILES = ("models.yaml", "runtimes.yaml", "gpus.yaml", "quants.yaml", "constants.yaml")
+DATA_FILES = ("models.yaml", "runtimes.yaml", "gpus.yaml", "quants.yaml", "constants.yaml", "cpu_kernels.yaml",
+              "cpu_repack.yaml")
 # The modules whose code shapes what is stored (validation, the weight table): an edited checkout
 # never reads what an older version of them compiled.
 CODE_FILES = ("catalog.py", "memory.py", "catalog_cache.py")

@@ -13,19 +13,11 @@ import functools
 from collections.abc import Iterable
 
 
-@functools.lru_cache(maxsize=1)
 def load() -> dict:
-    """data/cpu_kernels.yaml as parsed YAML."""
-    import yaml
+    """data/cpu_kernels.yaml, as compiled with the catalog (planner/catalog.py)."""
+    from .catalog import load as catalog
 
-    from .catalog import data_dir
-    from .errors import CatalogError
-
-    path = data_dir() / "cpu_kernels.yaml"
-    try:
-        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogError(f"cpu_kernels.yaml: {e}", hint="reinstall plan-deploy") from None
+    return catalog().constants["cpu_kernels"]
 
 
 def _table(cpu_arch: str) -> dict | None:
@@ -59,9 +51,3 @@ def _factor(quant: str, cpu_arch: str, flags: frozenset[str]) -> float | None:
             return None
     factor = row[0] * row[1] / (base[0] * base[1])
     return factor if factor < 1.0 else None
-
-
-def source(cpu_arch: str) -> str | None:
-    """Where the factors for this CPU architecture come from."""
-    table = _table(cpu_arch)
-    return table["source"] if table else None

@@ -41,19 +41,16 @@ class Tensor:
 
 @functools.lru_cache(maxsize=1)
 def load_rules() -> tuple[tuple[RepackRule, ...], str]:
-    """(rules, llama.cpp version they follow) from data/cpu_repack.yaml."""
-    import yaml
-
-    from .catalog import data_dir
+    """(rules, llama.cpp version they follow) from data/cpu_repack.yaml, as compiled with the catalog."""
+    from .catalog import load
     from .errors import CatalogError
 
-    path = data_dir() / "cpu_repack.yaml"
+    doc = load().constants["cpu_repack"]
     try:
-        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         rules = tuple(RepackRule(type=str(r["type"]).upper(), all_of=frozenset(r["all_of"]),
                                  rows_multiple=int(r["rows_multiple"])) for r in doc["rules"])
         return rules, str(doc["version"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise CatalogError(f"cpu_repack.yaml: {e}", hint="reinstall plan-deploy") from None
 
 

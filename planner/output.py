@@ -84,11 +84,7 @@ def machine_table(m: Machine) -> str:
 
 
 def _speed(p) -> str:
-    s = p.speed
-    if s is None:
-        return "?"
-    return f"{s.expected:.0f} ({s.low:.0f}-{s.high:.0f})" if s.expected >= 10 else \
-        f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"
+    return "?" if p.speed is None else _rate(p.speed)
 
 
 def _rate(s) -> str:

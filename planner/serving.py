@@ -35,14 +35,13 @@ N times its single-stream time (no gain assumed there either).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from .catalog import Architecture, Catalog, ModelSpec, RuntimeSpec
 from .fit import Placement
 from .hardware import Machine
-from .memory import MemoryEstimate, tensor_groups
-from .speed import Speed, decode_bytes, decode_constants, gpu_class, seconds_per_token
+from .memory import MemoryEstimate
+from .speed import Speed, _read_fraction, decode_bytes, decode_constants, gpu_class, seconds_per_token
 
 ON_GPU = ("gpu", "unified", "multi-gpu")
 
@@ -81,21 +80,7 @@ def batch_read_fraction(arch: Architecture, n: int, exponent: float = 1.0) -> fl
     layer's routed experts the expected distinct share 1 - (1 - k/E)^(n^exponent) (uniform routing
     over an effective batch); one embedding row per token when the embeddings are untied
     (negligible: counted as 0)."""
-    return _batch_read_fraction(arch, max(1.0, float(n) ** exponent))
-
-
-@functools.lru_cache(maxsize=1024)
-def _batch_read_fraction(arch: Architecture, n: float) -> float:
-    total = read = 0.0
-    for g in tensor_groups(arch):
-        total += g.params
-        if g.cls == "embed" and not arch.tied_embeddings:
-            continue
-        if g.expert and arch.moe is not None:
-            read += g.params * (1 - (1 - arch.moe.experts_per_token / arch.moe.experts) ** n)
-        else:
-            read += g.params
-    return read / total if total else 1.0
+    return _read_fraction(arch, max(1.0, float(n) ** exponent))
 
 
 def batch_decode_ratio(catalog: Catalog) -> float:
@@ -181,7 +166,7 @@ def _offload(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
     """Partial / MoE offload at `n` users: the GPU's part batches (module formula, at the GPU's
     prefill rate for its share), the RAM part costs n x its single-stream time. None when the GPU
     has no bandwidth or FLOP/s figure (then the caller assumes no gain at all)."""
-    from .speed import _prefill, cpu_class, cpu_kernel_seconds, moe_offload_read_bytes, ram_bandwidth
+    from .speed import _prefill, cpu_class, offload_seconds, ram_bandwidth
 
     gpus = {g.index: g for g in machine.gpus}
     used = [gpus[i] for i in placement.gpus if i in gpus]
@@ -196,22 +181,10 @@ def _offload(est: MemoryEstimate, model: ModelSpec, placement: Placement, machin
     ram_bw = ram_bandwidth(machine, catalog)
     mf = catalog.constants["speed"]["moe_efficiency_factor"] if model.is_moe else 1.0
     ratio, a = batch_decode_ratio(catalog), moe_batch_exponent(catalog)
-    layers = est.layers
     out: dict[str, float] = {}
     for name, fill in (("low", 1.0), ("expected", 0.5), ("high", 0.0)):
         w, kv = decode_bytes(est, model, fill)
-        if placement.kind == "partial-offload":
-            gl = placement.gpu_layers or 0
-            share = gl / layers
-            t_gpu = seconds_per_token((w + kv) * share, bw, gl, k, mf)
-            t_ram = seconds_per_token((w + kv) * (1 - share), ram_bw, layers - gl, k_cpu, mf, step=False) + \
-                cpu_kernel_seconds(w * (1 - share), est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
-        else:
-            ram_read = moe_offload_read_bytes(est, model, placement)
-            share = 1.0 - ram_read / (w + kv)
-            t_gpu = seconds_per_token(w + kv - ram_read, bw, layers, k, mf)
-            t_ram = seconds_per_token(ram_read, ram_bw, 0, k_cpu, mf, step=False) + \
-                cpu_kernel_seconds(ram_read, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
+        t_gpu, t_ram, share = offload_seconds(est, model, placement, machine, w, kv, bw, ram_bw, k, k_cpu, mf)
         prefill = whole / share if share > 0 else None
         t = step_seconds(t_gpu, w * share, kv * share, n, model.arch, 1.0 / (k["efficiency"] * mf * bw), prefill,
                          ratio, a) + n * t_ram

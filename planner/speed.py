@@ -38,15 +38,18 @@ def read_fraction(model: ModelSpec) -> float:
     return _read_fraction(model.arch)
 
 
-@functools.lru_cache(maxsize=256)
-def _read_fraction(arch) -> float:
+@functools.lru_cache(maxsize=1024)
+def _read_fraction(arch, tokens: float = 1.0) -> float:
+    """Share of the weights a step of `tokens` tokens reads: each MoE layer's routed experts that
+    at least one token picks, 1 - (1 - k/E)^tokens of them (uniform routing; k/E for one token)."""
     total = read = 0
     for g in tensor_groups(arch):
         total += g.params
         if g.cls == "embed" and not arch.tied_embeddings:
             continue  # a lookup reads one row
         if g.expert and arch.moe is not None:
-            read += g.params * arch.moe.experts_per_token / arch.moe.experts
+            share = arch.moe.experts_per_token / arch.moe.experts
+            read += g.params * (share if tokens == 1.0 else 1 - (1 - share) ** tokens)
         else:
             read += g.params
     return read / total if total else 1.0
@@ -175,18 +178,9 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
             t = seconds_per_token(per_token, bw * placement.tensor_parallel * tp_scaling, layers, k, mf)
         elif placement.kind == "multi-gpu":
             t = seconds_per_token(per_token, bw, layers, k, mf)  # layer split: GPUs take turns
-        elif placement.kind == "partial-offload":
-            share = (placement.gpu_layers or 0) / layers
-            t = seconds_per_token(per_token * share, bw, placement.gpu_layers or 0, k, mf) + \
-                seconds_per_token(per_token * (1 - share), ram_bw, layers - (placement.gpu_layers or 0), k_cpu, mf,
-                                  step=False) + \
-                cpu_kernel_seconds(w * (1 - share), est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
-        elif placement.kind == "moe-offload":
-            # The routed experts in use of the offloaded layers are read from RAM, the rest on the GPU.
-            cpu_read = moe_offload_read_bytes(est, model, placement)
-            t = seconds_per_token(per_token - cpu_read, bw, layers, k, mf) + \
-                seconds_per_token(cpu_read, ram_bw, 0, k_cpu, mf, step=False) + \
-                cpu_kernel_seconds(cpu_read, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
+        elif placement.kind in ("partial-offload", "moe-offload"):
+            t_gpu, t_ram, _ = offload_seconds(est, model, placement, machine, w, kv, bw, ram_bw, k, k_cpu, mf)
+            t = t_gpu + t_ram
         else:
             t = seconds_per_token(per_token, ram_bw, layers, k_cpu, mf) + \
                 cpu_kernel_seconds(w, est.quant, machine, k_cpu["efficiency"] * mf * ram_bw)
@@ -210,6 +204,29 @@ def estimate_speed(est: MemoryEstimate, model: ModelSpec, placement: Placement, 
     ttft = prompt_tokens / prefill if prefill and prompt_tokens else None
     return Speed(low=min(low, expected), expected=expected, high=max(high, expected), prefill_tokens_per_s=prefill,
                  time_to_first_token_s=ttft, basis=f"{runtime.speed.get('class', 'gguf')}/{hw}")
+
+
+def offload_seconds(est: MemoryEstimate, model: ModelSpec, placement: Placement, machine: Machine, w: float,
+                    kv: float, bw: float, ram_bw: float, k: dict[str, float], k_cpu: dict[str, float],
+                    mf: float) -> tuple[float, float, float]:
+    """(GPU seconds, RAM seconds, share of the bytes read on the GPU) of one decode step of a
+    partial-offload placement (the GPU's repeating layers, the rest from RAM) or a MoE-offload one
+    (the routed experts in use of the offloaded layers from RAM, the rest on the GPU), reading `w`
+    weight and `kv` KV bytes. The RAM part includes the slow CPU kernels (`cpu_kernel_seconds`)."""
+    layers = est.layers
+    per_byte_ram = k_cpu["efficiency"] * mf * ram_bw
+    if placement.kind == "partial-offload":
+        gl = placement.gpu_layers or 0
+        share = gl / layers
+        t_gpu = seconds_per_token((w + kv) * share, bw, gl, k, mf)
+        t_ram = seconds_per_token((w + kv) * (1 - share), ram_bw, layers - gl, k_cpu, mf, step=False) + \
+            cpu_kernel_seconds(w * (1 - share), est.quant, machine, per_byte_ram)
+        return t_gpu, t_ram, share
+    ram_read = moe_offload_read_bytes(est, model, placement)
+    t_gpu = seconds_per_token(w + kv - ram_read, bw, layers, k, mf)
+    t_ram = seconds_per_token(ram_read, ram_bw, 0, k_cpu, mf, step=False) + \
+        cpu_kernel_seconds(ram_read, est.quant, machine, per_byte_ram)
+    return t_gpu, t_ram, 1.0 - ram_read / (w + kv)
 
 
 def cpu_kernel_seconds(weight_bytes: float, quant: str, machine: Machine, bytes_per_s: float) -> float:
