@@ -69,7 +69,9 @@ def _table(model, shown, total, min_tps, concurrency=None) -> str:
                f"{s.expected:.1f} ({s.low:.1f}-{s.high:.1f})"]
         if concurrency:
             v = p.serving
-            row += [f"{v.per_user.expected:.1f} ({v.per_user.low:.1f}-{v.per_user.high:.1f})", f"{v.aggregate_tokens_per_s:,.0f}",
+            mark = "*" if "assumed" in v.bound else ""  # no batching gain modelled: a floor
+            row += [f"{v.per_user.expected:.1f} ({v.per_user.low:.1f}-{v.per_user.high:.1f}){mark}",
+                    f"{v.aggregate_tokens_per_s:,.0f}",
                     "-" if v.max_concurrency is None else f"{v.max_concurrency:,}"]
         rows.append(row)
     want = f" at {min_tps:g}+ tokens/s" + (" per user" if concurrency else "") if min_tps else ""
@@ -86,6 +88,9 @@ def _table(model, shown, total, min_tps, concurrency=None) -> str:
     table = tabulate(rows, heads, tablefmt="simple", disable_numparse=True)
     foot = ("\ncheck: decode tokens/s is about efficiency x bandwidth / bytes read per token (x GPUs under tensor"
             "\nparallel), less a fixed cost per layer: data/constants.yaml speed.decode; interactive means 5+ tokens/s.\n")
+    if concurrency and any(o.plan.serving and "assumed" in o.plan.serving.bound for o in shown):
+        foot += ("* no batching gain assumed (no FLOP/s figure for the GPU, or weights in RAM): the single-user "
+                 "speed shared by the users, a floor\n")
     if concurrency:
         foot += ("at load: a step of N users costs the single step, plus their extra KV (and MoE expert) reads,"
                  "\nplus N-1 tokens at data/constants.yaml serving.batch_decode_ratio x the prefill rate.\n")
